@@ -1,0 +1,201 @@
+"""The one typed schema of params.yaml.
+
+DVC, the CLI, KFP components and tests all validate through `load_params`/`Params`,
+so a wrong key fails the same way everywhere: one line naming the key path, the bad
+value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kdflow.errors import KdflowError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Augment(Strict):
+    """Per-stage augmentation, off by default. 1-D ops apply to (C, L) signals, image ops to (C, H, W)."""
+
+    enabled: bool = False
+    # 1-D signals (generator-like, MNIST-1D style)
+    shift: float = Field(0.0, ge=0, description="max fractional shift, in samples")
+    stretch: float = Field(0.0, ge=0, lt=1, description="max relative time stretch")
+    scale: float = Field(0.0, ge=0, lt=1, description="max relative amplitude change")
+    ramp: float = Field(0.0, ge=0, description="max slope of an added linear ramp")
+    smooth_noise: float = Field(0.0, ge=0, description="std of added low-pass noise")
+    noise: float = Field(0.0, ge=0, description="std of added i.i.d. noise")
+    # images
+    crop_pad: int = Field(0, ge=0, description="pixels of random shift (pad + random crop)")
+    flip: bool = False
+    rotate: float = Field(0.0, ge=0, le=45, description="max rotation, degrees")
+
+
+class Train(Strict):
+    epochs: int = Field(10, ge=0)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    scheduler: Literal["cosine", "onecycle", "none"] = "cosine"
+    patience: int = Field(0, ge=0, description="early-stopping patience in epochs on val loss; 0 = off")
+    augment: Augment = Augment()
+    devices: int | Literal["auto"] = 1
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "64-true"] = "32-true"
+    accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
+    num_workers: int = Field(0, ge=0)
+    progress_bar: bool = True
+
+
+class ModelSpec(Strict):
+    name: str = Field(description="registry name: mlp, cnn1d, cnn2d, resnet, transformer, "
+                      "torchvision:<name>, import:<module>:<Class>")
+    kwargs: dict[str, Any] = {}
+
+
+class Data(Strict):
+    source: str = "mnist1d"
+    num_samples: int = Field(6000, ge=20, description="mnist1d: samples generated")
+    seed: int = 0
+    val_size: float = Field(0.1, gt=0, description="fraction (<1) or count (>=1)")
+    test_size: float = Field(0.2, gt=0, description="fraction (<1) or count (>=1); ignored when the source has its own test split")
+    train_limit: int | None = Field(None, ge=10, description="keep at most this many labeled train samples (low-label runs)")
+    transfer_size: int = Field(0, ge=0, description="unlabeled transfer samples (0 = none)")
+    label_column: str = "label"
+    image_size: list[int] | None = Field(None, description="imagefolder: [H, W] to resize to")
+    grayscale: bool = False
+    allow_test_leakage: bool = False
+    rev: str | None = Field(None, description="DVC-tracked source: git revision")
+    repo: str | None = Field(None, description="DVC-tracked source: repo URL or path")
+
+
+class Role(Strict):
+    model: ModelSpec
+    train: Train = Train()
+
+
+class SoftTargets(Strict):
+    batch_size: int = Field(1024, ge=1)
+    topk: int | None = Field(None, ge=1, description="keep only the k largest logits per sample")
+    shard_size: int = Field(65536, ge=1)
+    splits: list[Literal["train", "val", "transfer"]] = ["train", "val", "transfer"]
+    mode: Literal["offline", "online"] = "offline"
+
+
+class Distill(Strict):
+    loss: str = "kd"
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1)
+    use_transfer: bool = True
+    train: Train = Train()
+
+
+class Finetune(Strict):
+    train: Train = Train(epochs=0, lr=1e-4)
+
+
+class Evaluate(Strict):
+    noise_sigma: list[float] = [0.1, 0.3]
+    fgsm_eps: list[float] = [0.05]
+    ood: Literal["noise", "uniform"] = "noise"
+    ood_samples: int = Field(1000, ge=10)
+    latency_repeats: int = Field(200, ge=5)
+    throughput_batch: int = Field(256, ge=1)
+    calibration_bins: int = Field(15, ge=2)
+
+
+class Gate(Strict):
+    min_retention: float | None = None
+    min_speedup: float | None = None
+    max_ece: float | None = None
+    min_kd_gain: float | None = None
+
+
+class Register(Strict):
+    model_name: str = "kdflow-student"
+    experiment: str = "kdflow"
+    gate: Gate = Gate()
+
+
+class Params(Strict):
+    seed: int = 0
+    data: Data = Data()
+    teacher: Role
+    student: Role
+    soft_targets: SoftTargets = SoftTargets()
+    distill: Distill = Distill()
+    finetune: Finetune = Finetune()
+    evaluate: Evaluate = Evaluate()
+    register: Register = Register()
+
+    @model_validator(mode="after")
+    def _online_needs_teacher(self) -> Params:
+        if self.distill.train.augment.enabled and self.soft_targets.mode == "offline":
+            raise ValueError(
+                "distill.train.augment.enabled needs soft_targets.mode: online "
+                "(cached teacher logits do not match augmented inputs)"
+            )
+        return self
+
+    def digest(self) -> str:
+        """Stable hash of the validated params (lineage tag)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _describe(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return f"unknown key '{loc}' (value {err['input']!r}); check the spelling against params.yaml"
+    if kind == "missing":
+        return f"missing key '{loc}'"
+    return f"bad value for '{loc}': {err['input']!r} ({msg})"
+
+
+def validate(data: dict, origin: str = "params") -> Params:
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        errs = exc.errors()
+        lines = [_describe(e) for e in errs]
+        raise KdflowError(f"{origin}: " + "; ".join(lines)) from None
+
+
+def set_key(data: dict, dotted: str, value: Any) -> None:
+    """Apply an override like `distill.temperature=8` to a raw params dict."""
+    node = data
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise KdflowError(f"override '{dotted}': '{p}' is not a section")
+    node[leaf] = value
+
+
+def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise KdflowError(f"params file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise KdflowError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise KdflowError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise KdflowError(f"override '{item}' must look like key.path=value")
+        set_key(data, key, yaml.safe_load(raw))
+    return validate(data, str(path))

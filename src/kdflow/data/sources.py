@@ -1,0 +1,190 @@
+"""Data sources: built-in (digits, mnist1d) and bring-your-own (imagefolder, npz, idx, parquet, csv).
+
+Every loader returns a `Raw`: float32 inputs shaped (N, C, ...) or (N, F), int64 labels, class
+names, and optionally a predefined test split and a generated transfer pool.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kdflow.config import Data
+from kdflow.errors import KdflowError
+
+
+@dataclass
+class Raw:
+    x: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    x_transfer: np.ndarray | None = None  # generated unlabeled pool (mnist1d)
+    info: dict = field(default_factory=dict)
+
+
+def _mnist1d(cfg: Data, num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # make_dataset generates from templates with a seed; its downloader is never touched.
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed, args.train_split = num_samples, seed, 1.0
+    d = make_dataset(args)
+    return d["x"].astype(np.float32)[:, None, :], d["y"].astype(np.int64)
+
+
+def load_mnist1d(cfg: Data) -> Raw:
+    x, y = _mnist1d(cfg, cfg.num_samples, cfg.seed)
+    xt = None
+    if cfg.transfer_size:
+        # a different generator seed: fresh samples from the same distribution, labels dropped
+        xt, _ = _mnist1d(cfg, max(cfg.transfer_size, 10), cfg.seed + 1_000_003)
+        xt = xt[: cfg.transfer_size]
+    return Raw(x, y, [str(i) for i in range(10)], x_transfer=xt, info={"generator": "mnist1d.make_dataset"})
+
+
+def load_digits() -> Raw:
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    return Raw(d.images.astype(np.float32)[:, None] / 16.0, d.target.astype(np.int64),
+               [str(c) for c in d.target_names])
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            buf = f.read()
+    except OSError as exc:
+        raise KdflowError(f"cannot read IDX file {path}: {exc}") from None
+    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] != 0x08:
+        raise KdflowError(f"{path} is not an unsigned-byte IDX file (bad magic)")
+    ndim = buf[3]
+    dims = np.frombuffer(buf, ">i4", ndim, 4)
+    data = np.frombuffer(buf, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise KdflowError(f"{path}: IDX header says {tuple(dims)} but holds {data.size} bytes")
+    return data.reshape(dims)
+
+
+def load_idx(spec: str) -> Raw:
+    images, sep, labels = spec.partition(",")
+    if not sep:
+        raise KdflowError(f"idx source needs 'idx:<images>,<labels>', got 'idx:{spec}'")
+    x, y = _read_idx(_exists(images)), _read_idx(_exists(labels))
+    if len(x) != len(y):
+        raise KdflowError(f"idx: {len(x)} images but {len(y)} labels")
+    x = x.astype(np.float32) / 255.0
+    return Raw(x[:, None] if x.ndim == 3 else x, y.astype(np.int64), _class_names(y))
+
+
+def load_npz(path: str) -> Raw:
+    with np.load(_exists(path), allow_pickle=False) as d:
+        missing = {"x", "y"} - set(d.files)
+        if missing:
+            raise KdflowError(f"npz {path} lacks arrays {sorted(missing)} (has {d.files})")
+        x, y = d["x"].astype(np.float32), d["y"]
+    return Raw(x, _labels(y, path), _class_names(y))
+
+
+def load_table(kind: str, path: str, label_column: str) -> Raw:
+    import pandas as pd
+
+    p = _exists(path)
+    df = pd.read_parquet(p) if kind == "parquet" else pd.read_csv(p)
+    if label_column not in df.columns:
+        raise KdflowError(f"{kind} {path}: label column '{label_column}' not found; columns: {list(df.columns)}")
+    y = df.pop(label_column).to_numpy()
+    non_numeric = [c for c in df.columns if not np.issubdtype(df[c].dtype, np.number)]
+    if non_numeric:
+        raise KdflowError(f"{kind} {path}: feature columns must be numeric, not {non_numeric}")
+    classes = sorted({str(v) for v in y})
+    index = {c: i for i, c in enumerate(classes)}
+    return Raw(df.to_numpy(np.float32), np.array([index[str(v)] for v in y], np.int64), classes,
+               info={"features": list(df.columns)})
+
+
+def load_imagefolder(root: str, cfg: Data) -> Raw:
+    from PIL import Image
+
+    base = _exists(root)
+    parts = [base / "train", base / "test"] if (base / "train").is_dir() else [base]
+    classes = sorted(p.name for p in parts[0].iterdir() if p.is_dir())
+    if not classes:
+        raise KdflowError(f"imagefolder {root}: no class subfolders found")
+    mode = "L" if cfg.grayscale else "RGB"
+    out = []
+    for part in parts:
+        xs, ys = [], []
+        for ci, cname in enumerate(classes):
+            for f in sorted((part / cname).glob("*")):
+                if f.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}:
+                    continue
+                try:
+                    img = Image.open(f).convert(mode)
+                except OSError as exc:
+                    raise KdflowError(f"imagefolder: cannot read image {f}: {exc}") from None
+                if cfg.image_size:
+                    img = img.resize((cfg.image_size[1], cfg.image_size[0]), Image.BILINEAR)
+                xs.append(np.asarray(img, np.uint8))
+                ys.append(ci)
+        if not xs:
+            raise KdflowError(f"imagefolder: no images under {part}")
+        shapes = {a.shape for a in xs}
+        if len(shapes) > 1:
+            raise KdflowError(f"imagefolder {part}: images differ in size {sorted(shapes)[:3]}; set data.image_size")
+        x = np.stack(xs).astype(np.float32) / 255.0
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+        out.append((x, np.array(ys, np.int64)))
+    raw = Raw(*out[0], classes)
+    if len(out) == 2:
+        raw.x_test, raw.y_test = out[1]
+    return raw
+
+
+def load_source(cfg: Data) -> Raw:
+    kind, _, arg = cfg.source.partition(":")
+    if kind == "mnist1d":
+        raw = load_mnist1d(cfg)
+    elif kind == "digits":
+        raw = load_digits()
+    elif kind == "idx":
+        raw = load_idx(arg)
+    elif kind == "npz":
+        raw = load_npz(arg)
+    elif kind in ("parquet", "csv"):
+        raw = load_table(kind, arg, cfg.label_column)
+    elif kind == "imagefolder":
+        raw = load_imagefolder(arg, cfg)
+    else:
+        raise KdflowError(f"unknown data.source '{cfg.source}'; allowed: mnist1d, digits, imagefolder:<dir>, "
+                          "npz:<file>, idx:<images>,<labels>, parquet:<file>, csv:<file>")
+    for name, arr in (("inputs", raw.x), ("test inputs", raw.x_test), ("transfer inputs", raw.x_transfer)):
+        if arr is not None and not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).any(axis=tuple(range(1, arr.ndim))).sum())
+            raise KdflowError(f"data source {cfg.source}: {bad} samples of {name} contain NaN or inf")
+    return raw
+
+
+def _exists(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise KdflowError(f"data path not found: {path}")
+    return p
+
+
+def _labels(y: np.ndarray, where: str) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.integer):
+        raise KdflowError(f"{where}: labels must be integers 0..K-1, got dtype {y.dtype}")
+    if y.min() < 0:
+        raise KdflowError(f"{where}: label {int(y.min())} out of range (labels must be 0..K-1)")
+    return y.astype(np.int64)
+
+
+def _class_names(y: np.ndarray) -> list[str]:
+    return [str(i) for i in range(int(y.max()) + 1)]

@@ -1,0 +1,157 @@
+"""MLflow: one run per stage with lineage tags, the model registry and its aliases.
+
+Default store: `sqlite:///mlflow.db` in the working directory (gitignored); any tracking
+server through `MLFLOW_TRACKING_URI`. Promotion and rollback move aliases, never stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kdflow.errors import KdflowError
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+CHAMPION, CHALLENGER = "champion", "challenger"
+PREVIOUS_TAG = "kdflow.previous_champion"
+TEACHER_TAG = "kdflow.teacher_uri"
+REF_PREFIX = "kdflow.ref."  # reference values from evaluation: teacher_agreement, confidence_mean, class_share.<k>
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
+
+
+def client():
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def lineage(cfg, data_hash: str | None) -> dict[str, str]:
+    return {"kdflow.git_sha": git_sha(), "kdflow.data_hash": data_hash or "unknown",
+            "kdflow.params_hash": cfg.digest()}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+@contextlib.contextmanager
+def stage_run(cfg, stage: str, section: dict, data_hash: str | None) -> Iterator[Any]:
+    """An MLflow run for one stage: tags (stage + lineage) and the params the stage reads."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(cfg.register.experiment)
+    with mlflow.start_run(run_name=stage, tags={"kdflow.stage": stage, **lineage(cfg, data_hash)}) as run:
+        flat = {k: str(v)[:500] for k, v in _flatten(section).items()}
+        if flat:
+            mlflow.log_params(flat)
+        yield run
+
+
+def log_metrics(metrics: dict[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+
+
+def register_model(model_dir: Path, name: str, tags: dict[str, str] | None = None,
+                   teacher_dir: Path | None = None) -> str:
+    """Log the student as an MLflow Model (torch.export `pt2`, signature, input example) with kdflow's
+    `model.json` + `model.pt` beside it, register it, return the new version.
+
+    The teacher (the shadow oracle of a served student) is logged under the run's `teacher/`
+    artifacts and named by the version tag `kdflow.teacher_uri`. Must run inside an active MLflow run.
+    """
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    from kdflow.models import load_model
+
+    model, spec = load_model(model_dir)
+    example = np.zeros((2, *spec["input_shape"]), np.float32)  # batch 2 keeps the batch dim dynamic in torch.export
+    with torch.no_grad():
+        out = model(torch.from_numpy(example)).numpy()
+    info = mlflow.pytorch.log_model(
+        model, name="model", serialization_format="pt2", input_example=example,
+        signature=infer_signature(example, out), registered_model_name=name,
+        extra_files=[str(model_dir / "model.json"), str(model_dir / "model.pt")],
+        pip_requirements=["torch", "kdflow"],
+    )
+    version = str(info.registered_model_version)
+    tags = dict(tags or {})
+    if teacher_dir is not None:
+        mlflow.log_artifact(str(teacher_dir / "model.json"), "teacher")
+        mlflow.log_artifact(str(teacher_dir / "model.pt"), "teacher")
+        tags[TEACHER_TAG] = f"runs:/{mlflow.active_run().info.run_id}/teacher"
+    c = client()
+    for k, v in tags.items():
+        c.set_model_version_tag(name, version, k, v)
+    return version
+
+
+def download_model(uri: str, dst: Path | None = None) -> Path:
+    """Fetch a registered kdflow model (`models:/<name>@<alias>` or `models:/<name>/<version>`) into a
+    directory holding model.json + model.pt, ready for `kdflow.models.load_model`."""
+    import mlflow
+
+    dst = Path(dst or tempfile.mkdtemp(prefix="kdflow-model-"))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
+                                                         tracking_uri=tracking_uri()))
+    except Exception as exc:
+        raise KdflowError(f"cannot fetch model {uri}: {str(exc).splitlines()[0]}") from None
+    extra = local / "extra_files" if (local / "extra_files").is_dir() else local
+    if not (extra / "model.json").is_file():
+        raise KdflowError(f"{uri} is not a kdflow model (no extra_files/model.json)")
+    return extra
+
+
+def resolve_alias(name: str, alias: str) -> str | None:
+    """The version an alias points to, or None when it is unset."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def promote(name: str, version: str) -> str | None:
+    """Move `champion` to `version`, remembering the previous champion on the new version."""
+    c = client()
+    previous = resolve_alias(name, CHAMPION)
+    if previous == version:
+        return previous
+    if previous is not None:
+        c.set_model_version_tag(name, version, PREVIOUS_TAG, previous)
+    c.set_registered_model_alias(name, CHAMPION, version)
+    return previous
