@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kdflow.errors import KdflowError
+
+# `register` is a section name; pydantic warns that it shadows ABCMeta.register, which we never call.
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
 class Strict(BaseModel):

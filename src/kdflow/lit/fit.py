@@ -1,0 +1,83 @@
+"""One way to fit any kdflow LightningModule: best-on-val checkpoint, early stopping, resume.
+
+The checkpoint directory survives a kill (DVC `persist: true`); a rerun resumes from
+`last.ckpt` only when the fingerprint (params + data hash) matches, and the directory is
+cleared once the stage has written its output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger
+
+from kdflow.config import Train
+from kdflow.errors import KdflowError
+from kdflow.tracking import tracking_uri
+
+
+def _check_world(t: Train) -> None:
+    """Fail loudly when the launcher's world size differs from num_nodes × devices (Lightning #13374)."""
+    world = os.environ.get("WORLD_SIZE")
+    if world is None or t.devices == "auto" or t.strategy in ("auto", "single_device"):
+        return
+    expected = t.num_nodes * int(t.devices)
+    if int(world) != expected:
+        raise KdflowError(f"WORLD_SIZE={world} but num_nodes × devices = {t.num_nodes} × {t.devices} = "
+                          f"{expected}: the launcher and params disagree")
+
+
+def fit(module: L.LightningModule, datamodule: L.LightningDataModule, t: Train, ckpt_dir: Path,
+        fingerprint: str, run_id: str | None = None) -> dict:
+    """Train, then load the best-on-val weights into `module`. Returns a small history summary."""
+    _check_world(t)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    stamp = ckpt_dir / "fingerprint.json"
+    last = ckpt_dir / "last.ckpt"
+    resume = None
+    if last.is_file():
+        if stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+            resume = str(last)
+        else:
+            shutil.rmtree(ckpt_dir)
+            ckpt_dir.mkdir(parents=True)
+    stamp.write_text(json.dumps({"fingerprint": fingerprint}))
+    if resume:
+        try:
+            torch.load(resume, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise KdflowError(f"corrupt checkpoint {resume}: {str(exc).splitlines()[0][:200]} "
+                              f"(delete {ckpt_dir} to start over)") from None
+
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_acc", mode="max", save_last=True,
+                           save_top_k=1, enable_version_counter=False)
+    callbacks: list = [best]
+    if t.patience:
+        callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=t.patience))
+    loggers: list = [CSVLogger(ckpt_dir, name="curves", version=0)]
+    if run_id is not None:
+        loggers.append(MLFlowLogger(tracking_uri=tracking_uri(), run_id=run_id))
+    trainer = L.Trainer(
+        max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=t.strategy, precision=t.precision, callbacks=callbacks, logger=loggers,
+        enable_progress_bar=t.progress_bar, enable_model_summary=False, use_distributed_sampler=False,
+        deterministic=False, num_sanity_val_steps=0, log_every_n_steps=50, default_root_dir=ckpt_dir,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    if best.best_model_path and Path(best.best_model_path).is_file():
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state, strict=False)
+    curves = ckpt_dir / "curves" / "version_0" / "metrics.csv"
+    return {
+        "epochs_run": trainer.current_epoch,
+        "best_val_acc": float(best.best_model_score) if best.best_model_score is not None else None,
+        "resumed": resume is not None,
+        "curves_csv": curves.read_text() if curves.is_file() else "",
+        "is_global_zero": trainer.is_global_zero,
+    }

@@ -1,0 +1,83 @@
+"""What the training stages share: model specs from data, fitting + saving, rank-zero duties."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from kdflow import tracking
+from kdflow.config import ModelSpec, Params, Train
+from kdflow.data.module import KDDataModule, load_info
+from kdflow.errors import KdflowError
+from kdflow.io import atomic_dir
+from kdflow.lit.fit import fit
+from kdflow.models import save_model
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and \
+        int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def need(paths: dict[str, Path], key: str, stage: str) -> Path:
+    if key not in paths or paths[key] is None:
+        raise KdflowError(f"stage {stage} needs the path '{key}'")
+    return Path(paths[key])
+
+
+def spec_for(model: ModelSpec, info: dict) -> dict[str, Any]:
+    return {"name": model.name, "kwargs": model.kwargs, "input_shape": info["input_shape"],
+            "num_classes": info["num_classes"], "classes": info["classes"],
+            "mean": info["normalization"]["mean"], "std": info["normalization"]["std"]}
+
+
+def check_classes(spec: dict, info: dict, what: str) -> None:
+    if spec["num_classes"] != info["num_classes"]:
+        raise KdflowError(f"{what} has {spec['num_classes']} classes but the dataset has {info['num_classes']}")
+    if list(spec["input_shape"]) != list(info["input_shape"]):
+        raise KdflowError(f"{what} expects input shape {spec['input_shape']} but the dataset has "
+                          f"{info['input_shape']}")
+
+
+def ckpt_dir_for(outputs: dict[str, Path], out: Path) -> Path:
+    return Path(outputs.get("checkpoints") or out.parent / f".{out.name}.ckpt")
+
+
+def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule, spec: dict, train: Train,
+                   data_dir: Path, outputs: dict[str, Path], section: dict, with_transfer: bool = False,
+                   lineage: dict | None = None) -> dict:
+    """Fit `module` (whose `.model` is the network to save) and write the model directory."""
+    out = need(outputs, "model", stage)
+    info = load_info(data_dir)
+    dm = KDDataModule(data_dir, train.batch_size, cfg.seed, with_transfer, train.num_workers)
+    ckpt = ckpt_dir_for(outputs, out)
+    fingerprint = f"{stage}:{cfg.digest()}:{info['hash']}:{(lineage or {}).get('teacher_hash', '')}"
+    rank0 = is_rank_zero()
+    run_ctx = tracking.stage_run(cfg, stage, section, info["hash"]) if rank0 else contextlib.nullcontext()
+    with run_ctx as run:
+        t0 = time.perf_counter()
+        hist = fit(module, dm, train, ckpt, fingerprint, run.info.run_id if run else None)
+        seconds = time.perf_counter() - t0
+        if not (rank0 and hist["is_global_zero"]):
+            return {"rank": "non-zero"}
+        meta = {"role": role, "lineage": {**tracking.lineage(cfg, info["hash"]), **(lineage or {})},
+                "training": {"epochs_run": hist["epochs_run"], "best_val_acc": hist["best_val_acc"],
+                             "seconds": round(seconds, 2), "resumed": hist["resumed"]}}
+        with atomic_dir(out) as tmp:
+            doc = save_model(module.model, tmp, spec, **meta)
+            (tmp / "curves.csv").write_text(hist["curves_csv"])
+        summary = {"params": doc["params"], "best_val_acc": hist["best_val_acc"], "train_seconds": seconds,
+                   "epochs_run": hist["epochs_run"], "resumed": hist["resumed"]}
+        tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, float | int)})
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return summary
+
+
+def seed_all(seed: int) -> None:
+    L.seed_everything(seed, workers=True, verbose=False)

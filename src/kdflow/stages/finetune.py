@@ -1,0 +1,31 @@
+"""Stage `finetune`: optional hard-label fine-tuning of the distilled student (epochs 0 = pass through)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from kdflow.config import Params
+from kdflow.data.module import load_info
+from kdflow.io import atomic_dir
+from kdflow.lit.modules import ClassifierModule
+from kdflow.models import load_model
+from kdflow.stages.common import check_classes, need, seed_all, train_and_save
+
+
+def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
+    data, student = need(inputs, "data", "finetune"), need(inputs, "student", "finetune")
+    model, spec = load_model(student)
+    check_classes(spec, load_info(data), f"student {student}")
+    t = cfg.finetune.train
+    if t.epochs == 0:
+        with atomic_dir(need(outputs, "model", "finetune")) as tmp:
+            for f in student.iterdir():
+                shutil.copy2(f, tmp / f.name)
+        return {"finetuned": False}
+    seed_all(cfg.seed)
+    base = {k: spec[k] for k in ("name", "kwargs", "input_shape", "num_classes", "classes", "mean", "std")}
+    lineage = {**spec.get("lineage", {}), "finetuned_from": str(student)}
+    out = train_and_save(cfg, "finetune", "student", ClassifierModule(model.train(), t, cfg.seed), base, t,
+                         data, outputs, cfg.finetune.model_dump(mode="json"), lineage=lineage)
+    return {"finetuned": True, **out}
