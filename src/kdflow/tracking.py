@@ -45,8 +45,11 @@ def git_sha() -> str:
 
 
 def lineage(cfg, data_hash: str | None) -> dict[str, str]:
-    return {"kdflow.git_sha": git_sha(), "kdflow.data_hash": data_hash or "unknown",
-            "kdflow.params_hash": cfg.digest()}
+    return {"git_sha": git_sha(), "data_hash": data_hash or "unknown", "params_hash": cfg.digest()}
+
+
+def lineage_tags(cfg, data_hash: str | None) -> dict[str, str]:
+    return {f"kdflow.{k}": v for k, v in lineage(cfg, data_hash).items()}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -67,7 +70,7 @@ def stage_run(cfg, stage: str, section: dict, data_hash: str | None) -> Iterator
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(cfg.register.experiment)
-    with mlflow.start_run(run_name=stage, tags={"kdflow.stage": stage, **lineage(cfg, data_hash)}) as run:
+    with mlflow.start_run(run_name=stage, tags={"kdflow.stage": stage, **lineage_tags(cfg, data_hash)}) as run:
         flat = {k: str(v)[:500] for k, v in _flatten(section).items()}
         if flat:
             mlflow.log_params(flat)

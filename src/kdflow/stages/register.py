@@ -37,7 +37,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     refs = {"teacher_agreement": m["teacher_agreement"], "confidence_mean": m["student.confidence_mean"],
             **{k.removeprefix("student."): v for k, v in m.items() if k.startswith("student.class_share.")}}
     tags = {**{tracking.REF_PREFIX + k: f"{v:.6f}" for k, v in refs.items()},
-            "kdflow.gate": "passed" if passed else "failed", **tracking.lineage(cfg, data_hash)}
+            "kdflow.gate": "passed" if passed else "failed", **tracking.lineage_tags(cfg, data_hash)}
     with tracking.stage_run(cfg, "register", cfg.register.model_dump(mode="json"), data_hash):
         tracking.log_metrics({k: v for k, v in m.items() if "." not in k})
         version = tracking.register_model(student, name, tags, teacher_dir=inputs.get("teacher"))
