@@ -32,6 +32,7 @@ EXTERNAL = {  # subcommands whose parsing lives with their feature
     "monitor": ("kdflow.monitoring.controller", "run the rollback controller"),
     "pipeline": ("kdflow.kfp_cli", "compile / run-local / submit the Kubeflow pipeline"),
     "sweep": ("kdflow.sweep", "search temperature/alpha on cached soft targets"),
+    "show": ("kdflow.evaluation.summary", "print the evaluation table of a metrics dir"),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -75,7 +76,10 @@ def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule
         summary = {"params": doc["params"], "best_val_acc": hist["best_val_acc"], "train_seconds": seconds,
                    "epochs_run": hist["epochs_run"], "resumed": hist["resumed"]}
         tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, float | int)})
+    # Keep the (persisted) directory for DVC, drop the checkpoints: a later run must not resume a finished one.
     shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / "status.json").write_text(json.dumps({"complete": True, "fingerprint": fingerprint}))
     return summary
 
 

@@ -1,0 +1,47 @@
+# Thin wrappers; README names them. `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+# The CPU build goes in first: an unpinned torch would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup sysdeps demo test lint bench bench-quick clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Real Prometheus, promtool and Alertmanager binaries for the monitoring tests (Debian packages).
+sysdeps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; }
+
+demo: setup
+	dvc repro
+	kdflow show metrics
+
+test: setup sysdeps
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: setup
+	ruff check .
+
+bench: setup sysdeps
+	$(PY) benchmarks/run_all.py
+
+bench-quick: setup sysdeps
+	$(PY) benchmarks/run_all.py --quick
+
+clean:
+	rm -rf data/prepared models checkpoints soft_targets metrics registration mlflow.db mlruns

@@ -1,0 +1,56 @@
+"""Real `dvc repro` of the repo's dvc.yaml on the tiny profile, then a one-param experiment."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, TINY
+
+pytestmark = pytest.mark.integration
+
+ALL = ["prepare", "train_teacher", "soft_targets", "train_baseline", "distill", "finetune", "evaluate", "register"]
+
+
+def sh(*cmd, cwd, env):
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, f"{cmd}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout + res.stderr
+
+
+def ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '([\w-]+)'", output)
+
+
+def test_dvc_repro_then_experiment_reruns_only_downstream(tmp_path):
+    work = tmp_path / "repo"
+    work.mkdir()
+    for item in ("dvc.yaml", ".dvc", ".dvcignore", "src"):
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    shutil.copy(TINY, work / "params.yaml")
+    (work / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    sh("git", "init", "-q", cwd=work, env=env)
+
+    out = sh("dvc", "repro", cwd=work, env=env)
+    assert ran(out) == ALL
+    metrics = json.loads((work / "metrics" / "metrics.json").read_text())
+    for key in ("teacher.accuracy", "baseline.accuracy", "student.accuracy", "student.ece", "retention",
+                "kd_gain", "compression", "speedup", "student.latency_p50_ms", "student.flops"):
+        assert key in metrics
+    assert "up to date" in sh("dvc", "status", cwd=work, env=env)
+
+    sh("git", "add", "-A", cwd=work, env=env)
+    sh("git", "commit", "-qm", "baseline run", cwd=work, env=env)
+    out = sh("dvc", "exp", "run", "-S", "distill.temperature=8", cwd=work, env=env)
+    assert ran(out) == ["distill", "finetune", "evaluate", "register"]
+    shown = sh("dvc", "exp", "show", "--json", cwd=work, env=env)
+    assert '"temperature": 8' in shown.replace("8.0", "8")
