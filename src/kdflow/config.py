@@ -72,8 +72,8 @@ class Data(Strict):
     num_samples: int = Field(6000, ge=20, description="mnist1d: samples generated")
     seed: int = 0
     val_size: float = Field(0.1, gt=0, description="fraction (<1) or count (>=1)")
-    test_size: float = Field(0.2, gt=0, description="fraction (<1) or count (>=1); ignored when the source has its own test split")
-    train_limit: int | None = Field(None, ge=10, description="keep at most this many labeled train samples (low-label runs)")
+    test_size: float = Field(0.2, gt=0, description="fraction or count; unused if the source has a test split")
+    train_limit: int | None = Field(None, ge=10, description="keep at most this many labeled train samples")
     transfer_size: int = Field(0, ge=0, description="unlabeled transfer samples (0 = none)")
     label_column: str = "label"
     image_size: list[int] | None = Field(None, description="imagefolder: [H, W] to resize to")

@@ -130,7 +130,8 @@ def test_loader_serves_ids_and_reshuffles_per_epoch(prepared):
     dl.sampler.set_epoch(0)
     assert torch.equal(first, torch.cat([b[2] for b in dl]))  # same epoch → same order (resume)
     x, y, ids = next(iter(dl))
-    by_id = {int(i): k for k, i in enumerate(np.concatenate([load_split(prepared, s)["id"] for s in ("train", "transfer")]))}
+    pool_ids = np.concatenate([load_split(prepared, s)["id"] for s in ("train", "transfer")])
+    by_id = {int(i): k for k, i in enumerate(pool_ids)}
     pool = np.concatenate([load_split(prepared, s)["x"] for s in ("train", "transfer")])
     assert np.array_equal(x.numpy(), pool[[by_id[int(i)] for i in ids]])
 
