@@ -83,6 +83,15 @@ def log_metrics(metrics: dict[str, Any]) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
 
 
+def log_artifacts(*paths: Path) -> None:
+    """Small manifests and reports only; bulky arrays stay in DVC/KFP artifacts."""
+    import mlflow
+
+    for path in paths:
+        if Path(path).is_file():
+            mlflow.log_artifact(str(path))
+
+
 def register_model(model_dir: Path, name: str, tags: dict[str, str] | None = None,
                    teacher_dir: Path | None = None) -> str:
     """Log the student as an MLflow Model (torch.export `pt2`, signature, input example) with kdflow's

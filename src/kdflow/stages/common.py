@@ -52,11 +52,12 @@ def ckpt_dir_for(outputs: dict[str, Path], out: Path) -> Path:
 
 def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule, spec: dict, train: Train,
                    data_dir: Path, outputs: dict[str, Path], section: dict, with_transfer: bool = False,
-                   lineage: dict | None = None) -> dict:
+                   lineage: dict | None = None, labeled_fraction: float | None = None) -> dict:
     """Fit `module` (whose `.model` is the network to save) and write the model directory."""
     out = need(outputs, "model", stage)
     info = load_info(data_dir)
-    dm = KDDataModule(data_dir, train.batch_size, cfg.seed, with_transfer, train.num_workers)
+    dm = KDDataModule(data_dir, train.batch_size, cfg.seed, with_transfer, train.num_workers,
+                      labeled_fraction=labeled_fraction)
     ckpt = ckpt_dir_for(outputs, out)
     fingerprint = f"{stage}:{cfg.digest()}:{info['hash']}:{(lineage or {}).get('teacher_hash', '')}"
     rank0 = is_rank_zero()
@@ -76,6 +77,7 @@ def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule
         summary = {"params": doc["params"], "best_val_acc": hist["best_val_acc"], "train_seconds": seconds,
                    "epochs_run": hist["epochs_run"], "resumed": hist["resumed"]}
         tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, float | int)})
+        tracking.log_artifacts(out / "model.json", out / "curves.csv")
     # Keep the (persisted) directory for DVC, drop the checkpoints: a later run must not resume a finished one.
     shutil.rmtree(ckpt, ignore_errors=True)
     ckpt.mkdir(parents=True, exist_ok=True)

@@ -80,5 +80,6 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
                 np.savez(tmp / f"{name}.npz", **arrs)
             write_json(tmp / "dataset.json", info)
         tracking.log_metrics({f"count.{k}": v for k, v in info["counts"].items()})
+        tracking.log_artifacts(Path(outputs["data"]) / "dataset.json")
     return {"hash": info["hash"], "counts": info["counts"], "input_shape": info["input_shape"],
             "duplicates": dupes}

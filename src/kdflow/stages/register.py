@@ -29,7 +29,8 @@ def gate(cfg: Params, m: dict) -> dict[str, bool]:
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     student = need(inputs, "student", "register")
-    m = read_json(need(inputs, "metrics", "register") / "metrics.json", "metrics")
+    metrics_dir = need(inputs, "metrics", "register")
+    m = read_json(metrics_dir / "metrics.json", "metrics")
     data_hash = load_info(inputs["data"])["hash"] if inputs.get("data") else None
     results = gate(cfg, m)
     passed = all(results.values())
@@ -40,7 +41,9 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             "kdflow.gate": "passed" if passed else "failed", **tracking.lineage_tags(cfg, data_hash)}
     with tracking.stage_run(cfg, "register", cfg.register.model_dump(mode="json"), data_hash):
         tracking.log_metrics({k: v for k, v in m.items() if "." not in k})
-        version = tracking.register_model(student, name, tags, teacher_dir=inputs.get("teacher"))
+        teacher = Path(inputs["teacher"]) if inputs.get("teacher") else None
+        version = tracking.register_model(student, name, tags, teacher_dir=teacher)
+        tracking.log_artifacts(metrics_dir / "metrics.json", metrics_dir / "report.html")
     tracking.client().set_registered_model_alias(name, tracking.CHALLENGER, version)
     previous = tracking.promote(name, version) if passed else None
     summary = {"model_name": name, "version": version, "gate": results, "promoted": passed,

@@ -60,4 +60,5 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path], shard_in
         summary = {"samples": int(len(ids)), "seconds": seconds,
                    "samples_per_second": len(ids) / max(seconds, 1e-9), "checksum": manifest["checksum"]}
         tracking.log_metrics(summary)
+        tracking.log_artifacts(out / "soft_targets.json")
     return summary
