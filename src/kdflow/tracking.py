@@ -11,6 +11,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 CHAMPION, CHALLENGER = "champion", "challenger"
 PREVIOUS_TAG = "kdflow.previous_champion"
 TEACHER_TAG = "kdflow.teacher_uri"
+PROMOTED_AT_TAG = "kdflow.promoted_at"
 REF_PREFIX = "kdflow.ref."  # reference values from evaluation: teacher_agreement, confidence_mean, class_share.<k>
 
 
@@ -165,5 +167,7 @@ def promote(name: str, version: str) -> str | None:
         return previous
     if previous is not None:
         c.set_model_version_tag(name, version, PREVIOUS_TAG, previous)
+    # the rollback controller's watch window starts here, even if it restarts later
+    c.set_model_version_tag(name, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat())
     c.set_registered_model_alias(name, CHAMPION, version)
     return previous
