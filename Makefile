@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 # The CPU build goes in first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup sysdeps demo test lint bench bench-quick clean
+.PHONY: setup sysdeps demo test lint bench bench-quick compile run-local image image-test clean
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,21 @@ bench: setup sysdeps
 
 bench-quick: setup sysdeps
 	$(PY) benchmarks/run_all.py --quick
+
+compile: setup
+	kdflow pipeline compile -o pipeline.yaml
+
+run-local: setup
+	kdflow pipeline run-local --root kfp_local
+
+# No registry is reachable here: build the base with docker/build-base.sh and pass BASE_IMAGE=kdflow-base:bookworm.
+BASE_IMAGE ?= python:3.11-slim-bookworm
+image: setup
+	docker/wheelhouse.sh
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg PIP_NO_INDEX=1 -t $$(kdflow pipeline image) .
+
+image-test: setup
+	KDFLOW_IMAGE_TEST=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_image.py
 
 clean:
 	rm -rf data/prepared models checkpoints soft_targets metrics registration mlflow.db mlruns

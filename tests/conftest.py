@@ -1,4 +1,5 @@
 import os
+
 import pytest
 
 from tests.helpers import tiny_cfg

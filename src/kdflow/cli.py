@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except KdflowError as exc:
         print(f"kdflow {name}: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=2, default=str))
+    if summary.get("rank") != "non-zero":  # under DDP only rank 0 reports
+        print(json.dumps(summary, indent=2, default=str))
     return 0
 
 

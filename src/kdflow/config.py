@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kdflow.cluster.schema import Kubeflow
 from kdflow.errors import KdflowError
 
 # `register` is a section name; pydantic warns that it shadows ABCMeta.register, which we never call.
@@ -93,15 +94,99 @@ class SoftTargets(Strict):
     topk: int | None = Field(None, ge=1, description="keep only the k largest logits per sample")
     shard_size: int = Field(65536, ge=1)
     splits: list[Literal["train", "val", "transfer"]] = ["train", "val", "transfer"]
-    mode: Literal["offline", "online"] = "offline"
+    mode: Literal["offline", "online"] = Field(
+        "offline", description="offline: cached logits joined by sample id (the fast path); online: the "
+        "teacher runs on every (augmented) student batch")
+
+
+class FeaturePair(Strict):
+    """One intermediate-layer term: a student module matched to a teacher module (paths relative to `.net`)."""
+
+    method: str = Field("hint", description="registered feature loss: hint (FitNets), attention (AT)")
+    student: str = Field(description="student module path, e.g. features.2")
+    teacher: str = Field(description="teacher module path, e.g. features.6")
+    weight: float = Field(1.0, ge=0)
+    loss: Literal["mse", "cosine"] = Field("mse", description="hint: distance of adapted student to teacher")
+    p: float = Field(2.0, gt=0, description="attention: power of |activation| pooled over channels")
+
+
+class DKD(Strict):
+    """Decoupled KD (Zhao et al. 2022): the KD term becomes tckd·TCKD + nckd·NCKD."""
+
+    tckd: float = Field(1.0, ge=0, description="target-class term weight (the paper's alpha = 1)")
+    nckd: float = Field(8.0, ge=0, description="non-target-class term weight (the paper's beta = 8)")
 
 
 class Distill(Strict):
-    loss: str = "kd"
+    loss: str = Field("kd", description="output-term loss from the registry: kd, dkd")
     temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1)
+    alpha: float = Field(0.9, ge=0, le=1, description="loss = (1-alpha)·CE(labels) + alpha·KD term")
     use_transfer: bool = True
+    labeled_fraction: float | None = Field(
+        None, gt=0, le=1, description="with a transfer set: share of labeled samples per batch (labeled "
+        "samples are oversampled); null = labeled and transfer shuffled as one pool")
+    dkd: DKD = DKD()
+    features: list[FeaturePair] = Field([], description="intermediate-layer terms (hint, attention); they run "
+                                         "the teacher on every batch")
+    from_sweep: str | None = Field(None, description="a `kdflow sweep` best.yaml whose distill values win")
     train: Train = Train()
+
+
+class EnsembleMember(Strict):
+    """An extra teacher: the `teacher` role with its own seed and, optionally, its own model or training."""
+
+    seed: int = 0
+    model: ModelSpec | None = None
+    train: Train | None = None
+
+
+class Ensemble(Strict):
+    teachers: dict[str, EnsembleMember] = Field({}, description="extra teachers (foreach stage in methods/)")
+    include_main: bool = Field(True, description="the main teacher's store comes first in the combination")
+    weights: list[float] | None = Field(None, description="per-teacher weights in the combined store's order; "
+                                        "null = equal")
+
+    @model_validator(mode="after")
+    def _weights_valid(self) -> Ensemble:
+        if self.weights is not None and (min(self.weights, default=-1) < 0 or sum(self.weights) <= 0):
+            raise ValueError("ensemble.weights must be non-negative with a positive sum")
+        reserved = {"main", "data"} & set(self.teachers)
+        if reserved:
+            raise ValueError(f"ensemble.teachers names {sorted(reserved)} are reserved (main teacher, dataset)")
+        return self
+
+
+class BornAgain(Strict):
+    generations: int = Field(3, ge=1, description="K: generation k+1 is distilled from generation k")
+
+
+class Range(Strict):
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.low < self.high or (self.log and self.low <= 0):
+            raise ValueError("a range needs low < high (and low > 0 when log)")
+        return self
+
+
+class Sweep(Strict):
+    strategy: Literal["grid", "random"] = "grid"
+    space: dict[str, list[float] | Range] = Field(
+        {"temperature": [1.0, 2.0, 4.0, 8.0], "alpha": [0.5, 0.9]},
+        description="key under `distill` (dotted: dkd.nckd, features.0.weight) -> list of values, or "
+        "{low, high, log} (random only)")
+    trials: int = Field(20, ge=1, description="random: number of draws; grid: refuse larger grids")
+    epochs: int | None = Field(None, ge=1, description="epochs per trial (null = distill.train.epochs)")
+    seed: int = 0
+
+
+class Compress(Strict):
+    int8: bool = Field(True, description="dynamic int8 quantization (Linear layers) in the evaluate stage")
+    onnx: bool = Field(True, description="ONNX export + onnxruntime parity check in the evaluate stage")
+    opset: int = Field(17, ge=9)
 
 
 class Finetune(Strict):
@@ -141,6 +226,11 @@ class Params(Strict):
     finetune: Finetune = Finetune()
     evaluate: Evaluate = Evaluate()
     register: Register = Register()
+    kubeflow: Kubeflow = Kubeflow()  # cluster settings; not part of the lineage hash
+    ensemble: Ensemble = Ensemble()
+    born_again: BornAgain = BornAgain()
+    sweep: Sweep = Sweep()
+    compress: Compress = Compress()
 
     @model_validator(mode="after")
     def _online_needs_teacher(self) -> Params:
@@ -153,7 +243,7 @@ class Params(Strict):
 
     def digest(self) -> str:
         """Stable hash of the validated params (lineage tag)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        blob = json.dumps(self.model_dump(mode="json", exclude={"kubeflow"}), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

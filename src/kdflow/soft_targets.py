@@ -3,6 +3,10 @@
 Logits are raw (temperature-free), so one generation serves every temperature. With top-k,
 a shard keeps the k largest logits and the mean of the rest; reading fills the other classes
 with that mean, which keeps the tail's mass roughly right at any temperature.
+
+A multi-teacher store (`combine_teachers`) holds every teacher's raw logits, shape (N, K, C), and
+lists the K teachers in order under `teachers`; the distiller averages their tempered
+probabilities at training time (`kdflow.losses.ensemble`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ MANIFEST = "soft_targets.json"
 
 def write_store(out: Path, ids: np.ndarray, logits: np.ndarray, shard_size: int, topk: int | None,
                 meta: dict) -> dict:
-    """Write shards and the manifest into `out` (a temp dir owned by the caller)."""
+    """Write shards and the manifest into `out` (a temp dir owned by the caller).
+
+    `logits` is (N, C) for one teacher or (N, K, C) for K teachers (full logits only, no top-k).
+    """
+    if logits.ndim == 3 and topk:
+        raise KdflowError("top-k storage is for single-teacher stores; a multi-teacher store keeps full logits")
     out.mkdir(parents=True, exist_ok=True)
     shards, total = [], hashlib.sha256()
     for n, start in enumerate(range(0, max(len(ids), 1), shard_size)):
@@ -40,14 +49,16 @@ def write_store(out: Path, ids: np.ndarray, logits: np.ndarray, shard_size: int,
         digest = sha256_file(out / name)
         total.update(digest.encode())
         shards.append({"file": name, "count": int(len(arrs["id"])), "sha256": digest})
-    manifest = {**meta, "num_samples": int(len(ids)), "num_classes": int(logits.shape[1]), "topk": topk,
+    manifest = {**meta, "num_samples": int(len(ids)), "num_classes": int(logits.shape[-1]), "topk": topk,
                 "dtype": "float16", "raw_logits": True, "shards": shards, "checksum": total.hexdigest()}
+    if logits.ndim == 3:
+        manifest["num_teachers"] = int(logits.shape[1])
     write_json(out / MANIFEST, manifest)
     return manifest
 
 
 def read_store(path: str | Path, verify: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """All (ids, float32 logits) of a store, checksums verified."""
+    """All (ids, float32 logits) of a store, checksums verified; logits are (N, K, C) for K > 1 teachers."""
     path = require_dir(path, "soft targets", MANIFEST)
     manifest = read_json(path / MANIFEST, "soft-target manifest")
     c = manifest["num_classes"]
@@ -75,6 +86,6 @@ def lookup_table(path: str | Path) -> torch.Tensor:
     Rows of ids the store does not hold are NaN, so a join error cannot pass silently.
     """
     ids, logits, _ = read_store(path)
-    table = torch.full((int(ids.max()) + 1, logits.shape[1]), float("nan"))
+    table = torch.full((int(ids.max()) + 1, *logits.shape[1:]), float("nan"))
     table[torch.from_numpy(ids)] = torch.from_numpy(logits)
     return table

@@ -85,6 +85,13 @@ def log_metrics(metrics: dict[str, Any]) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
 
 
+def set_tags(tags: dict[str, str]) -> None:
+    import mlflow
+
+    if tags:
+        mlflow.set_tags(tags)
+
+
 def log_artifacts(*paths: Path) -> None:
     """Small manifests and reports only; bulky arrays stay in DVC/KFP artifacts."""
     import mlflow

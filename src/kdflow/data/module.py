@@ -83,6 +83,49 @@ class EpochBatches(Sampler):
         return m // self.batch_size if self.drop_last else -(-m // self.batch_size)
 
 
+class MixedBatches(Sampler):
+    """Batches with a fixed labeled share: k = round(f·B) labeled + B-k transfer samples each.
+
+    Positions 0..n_labeled-1 are labeled, the rest transfer (the `TensorBatches` order). Each
+    stream is drawn from fresh per-(seed, epoch) permutations, cycled as often as needed, so the
+    smaller (labeled) set is oversampled. An epoch has as many batches as one pass over
+    labeled + transfer would, so an epoch costs the same as without mixing. DDP ranks draw
+    disjoint-seeded streams and run equal step counts.
+    """
+
+    def __init__(self, n_labeled: int, n_transfer: int, batch_size: int, labeled_fraction: float, seed: int):
+        if n_labeled < 1 or n_transfer < 1 or batch_size < 2:
+            raise KdflowError("labeled_fraction needs labeled and transfer samples and a batch size >= 2")
+        self.n_labeled, self.n_transfer, self.batch_size, self.seed = n_labeled, n_transfer, batch_size, seed
+        self.k = min(max(round(labeled_fraction * batch_size), 1), batch_size - 1)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _world(self) -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
+
+    def __len__(self) -> int:
+        return max((self.n_labeled + self.n_transfer) // self.batch_size // self._world()[0], 1)
+
+    @staticmethod
+    def _stream(n: int, count: int, g: torch.Generator) -> torch.Tensor:
+        reps = -(-count // n)
+        return torch.cat([torch.randperm(n, generator=g) for _ in range(reps)])[:count]
+
+    def __iter__(self):
+        world, rank = self._world()
+        g = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) * 1_009 + rank)
+        steps = len(self)
+        lab = self._stream(self.n_labeled, steps * self.k, g).view(steps, self.k)
+        unl = self._stream(self.n_transfer, steps * (self.batch_size - self.k), g).view(steps, -1) + self.n_labeled
+        for i in range(steps):
+            yield torch.cat([lab[i], unl[i]])
+
+
 def loader(parts: list[dict[str, np.ndarray]], batch_size: int, shuffle: bool, seed: int = 0,
            num_workers: int = 0) -> DataLoader:
     ds = TensorBatches(parts)
@@ -95,10 +138,11 @@ class KDDataModule(L.LightningDataModule):
     """train (+ transfer when `with_transfer`) for fitting; val for selection; test for evaluation."""
 
     def __init__(self, data_dir: str | Path, batch_size: int, seed: int = 0, with_transfer: bool = False,
-                 num_workers: int = 0, eval_batch_size: int = 1024):
+                 num_workers: int = 0, eval_batch_size: int = 1024, labeled_fraction: float | None = None):
         super().__init__()
         self.data_dir, self.batch_size, self.seed = Path(data_dir), batch_size, seed
         self.with_transfer, self.num_workers, self.eval_batch_size = with_transfer, num_workers, eval_batch_size
+        self.labeled_fraction = labeled_fraction  # share of labeled samples per batch when transfer is used
         self.info = load_info(self.data_dir)
 
     def split(self, name: str) -> dict[str, np.ndarray]:
@@ -111,6 +155,11 @@ class KDDataModule(L.LightningDataModule):
         parts = [self.split("train")]
         if self.with_transfer and self.has("transfer"):
             parts.append(self.split("transfer"))
+            if self.labeled_fraction is not None:
+                n_lab, n_tr = len(parts[0]["y"]), len(parts[1]["y"])
+                sampler = MixedBatches(n_lab, n_tr, self.batch_size, self.labeled_fraction, self.seed)
+                return DataLoader(TensorBatches(parts), sampler=sampler, batch_size=None,
+                                  num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
         return loader(parts, self.batch_size, True, self.seed, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:

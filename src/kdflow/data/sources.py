@@ -148,6 +148,10 @@ def load_imagefolder(root: str, cfg: Data) -> Raw:
 
 
 def load_source(cfg: Data) -> Raw:
+    if cfg.repo:  # DVC-tracked: fetch the path at data.rev, then load the local copy
+        from kdflow.data.versioned import load_versioned
+
+        return load_versioned(cfg, load_source)
     kind, _, arg = cfg.source.partition(":")
     if kind == "mnist1d":
         raw = load_mnist1d(cfg)

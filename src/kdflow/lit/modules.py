@@ -9,7 +9,10 @@ from torch import nn
 
 from kdflow.config import Augment, Distill, Train
 from kdflow.data.augment import augment
+from kdflow.errors import KdflowError
+from kdflow.lit.features import FeatureDistiller
 from kdflow.losses import get_loss
+from kdflow.losses.ensemble import ensemble_logits
 
 
 class ClassifierModule(L.LightningModule):
@@ -36,7 +39,7 @@ class ClassifierModule(L.LightningModule):
         x = augment(x, self.aug, self._gen)
         logits = self.model(x)
         loss = self.objective(logits, x, y, ids)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -64,30 +67,62 @@ class ClassifierModule(L.LightningModule):
 
 
 class DistillModule(ClassifierModule):
-    """Student trained on hard labels and the teacher's logits.
+    """Student trained on hard labels and the teacher's logits (+ optional feature terms).
 
-    offline: logits come from the cached store, joined by sample id (`table[ids]`).
-    online: the frozen teacher runs on the same (possibly augmented) batch.
+    offline: logits come from the cached store, joined by sample id (`table[ids]`); a multi-teacher
+    table (N, K, C) is combined per batch as the weighted average of tempered probabilities.
+    online: the frozen teacher runs on the same (possibly augmented) batch the student sees.
+    Feature terms (`cfg.features`) need the teacher on every batch; with a table the output term
+    still comes from the cache and the teacher forward serves the features only.
     """
 
     def __init__(self, model: nn.Module, cfg: Distill, seed: int = 0, table: torch.Tensor | None = None,
-                 teacher: nn.Module | None = None):
+                 teacher: nn.Module | None = None, teacher_weights: list[float] | None = None,
+                 input_shape: list[int] | None = None):
         super().__init__(model, cfg.train, seed)
         self.cfg, self.loss_fn = cfg, get_loss(cfg.loss)
+        if table is None and teacher is None:
+            raise KdflowError("distillation needs cached soft targets (offline) or a teacher model (online)")
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
-        if table is not None:
-            self.register_buffer("table", table, persistent=False)
-        else:
-            self.table = None
+        # A plain attribute, not a buffer: DDP would re-broadcast every buffer on every forward.
+        self.table = table
+        k = table.shape[1] if table is not None and table.dim() == 3 else 1
+        if teacher_weights is not None and len(teacher_weights) != k:
+            raise KdflowError(f"ensemble.weights has {len(teacher_weights)} entries but the soft targets hold "
+                              f"{k} teacher(s)")
+        w = torch.tensor(teacher_weights, dtype=torch.float32) if teacher_weights is not None else None
+        self.register_buffer("teacher_weights", w, persistent=False)
+        self.features = None
+        if cfg.features:
+            if teacher is None:
+                raise KdflowError("distill.features need the teacher model: its features are computed online")
+            if input_shape is None:
+                raise KdflowError("distill.features need the input shape for the adapter shape probe")
+            self.features = FeatureDistiller(model, self.teacher, cfg.features, input_shape)
+
+    def on_fit_start(self) -> None:
+        if self.table is not None:
+            self.table = self.table.to(self.device)
 
     def teacher_logits(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        if self.teacher is not None:
-            with torch.inference_mode():
-                return self.teacher(x).float().clone()
-        return self.table[ids]
+        online = None
+        if self.teacher is not None and (self.table is None or self.features is not None):
+            with torch.no_grad():  # not inference_mode: the outputs take part in the student's autograd graph
+                online = self.teacher(x).float()
+        t = self.table[ids] if self.table is not None else online
+        return ensemble_logits(t, self.cfg.temperature, self.teacher_weights) if t.dim() == 3 else t
 
     def objective(self, logits, x, y, ids):
-        return self.loss_fn(logits, self.teacher_logits(x, ids), y, self.cfg)
+        loss = self.loss_fn(logits, self.teacher_logits(x, ids), y, self.cfg)
+        if self.features is not None:
+            feat = self.features()
+            self.log("feature_loss", feat, on_step=False, on_epoch=True, batch_size=len(y))
+            loss = loss + feat
+        return loss
+
+    def on_fit_end(self) -> None:
+        if self.features is not None:
+            self.features.remove()  # the saved student carries no hooks
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -1,7 +1,11 @@
 """Stage `distill`: the student learns from hard labels and the teacher's logits.
 
-Offline (default): the cached store is joined by sample id. Online: the teacher runs on each
-(augmented) batch. Transfer samples (label -1) contribute only the KD term.
+Offline (default): the cached store is joined by sample id; a multi-teacher store (from
+`combine_teachers`) is averaged in probability space at the distillation temperature. Online: the
+teacher runs on each (augmented) batch. Feature terms (`distill.features`: FitNets hints,
+attention transfer) load the teacher in either mode and run it on every batch for its features.
+Transfer samples (label -1) contribute only the KD term; `distill.labeled_fraction` fixes the
+labeled share of each batch. `distill.from_sweep` takes T/α (and method weights) from a sweep.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from kdflow.soft_targets import MANIFEST, lookup_table
 from kdflow.stages.common import check_classes, need, seed_all, spec_for, train_and_save
 
 
-def _offline_table(data: Path, store: Path, info: dict, use_transfer: bool) -> tuple[torch.Tensor, str]:
+def offline_table(data: Path, store: Path, info: dict, use_transfer: bool) -> tuple[torch.Tensor, dict]:
+    """The store as a dense id-indexed table, checked against the dataset (classes, coverage)."""
     manifest = read_json(Path(store) / MANIFEST, "soft-target manifest")
     if manifest["num_classes"] != info["num_classes"]:
         raise KdflowError(f"soft targets have {manifest['num_classes']} classes but the dataset has "
@@ -30,34 +35,67 @@ def _offline_table(data: Path, store: Path, info: dict, use_transfer: bool) -> t
     needed = ["train", "val"] + (["transfer"] if use_transfer and (data / "transfer.npz").is_file() else [])
     for split in needed:
         ids = torch.from_numpy(load_split(data, split)["id"])
-        missing = int((ids >= len(table)).sum()) or int(torch.isnan(table[ids]).any(1).sum())
+        missing = int((ids >= len(table)).sum()) or int(torch.isnan(table[ids]).flatten(1).any(1).sum())
         if missing:
             raise KdflowError(f"soft targets {store} miss {missing} samples of the {split} split: "
                               "regenerate them for this dataset")
-    return table, manifest["checksum"]
+    return table, manifest
+
+
+def build_module(cfg: Params, inputs: dict[str, Path], info: dict, spec: dict, table: torch.Tensor | None = None,
+                 manifest: dict | None = None, student: torch.nn.Module | None = None,
+                 seed: int | None = None) -> tuple[DistillModule, dict]:
+    """The DistillModule for `cfg` plus the lineage of its teacher signal. Shared by distill, sweep, born-again.
+
+    `table`/`manifest` may be passed in (a sweep reads the store once for all trials).
+    """
+    d = cfg.distill
+    student = student if student is not None else build_model(spec)
+    seed = cfg.seed if seed is None else seed
+    teacher = None
+    online = cfg.soft_targets.mode == "online"
+    if online or d.features:
+        teacher_dir = need(inputs, "teacher", "distill")
+        teacher, tspec = load_model(teacher_dir)
+        check_classes(tspec, info, f"teacher {teacher_dir}")
+    if online:
+        source = {"teacher": str(inputs["teacher"]),
+                  "teacher_hash": sha256_file(Path(inputs["teacher"]) / "model.pt"),
+                  "teachers": [{"path": str(inputs["teacher"]), "name": tspec["name"]}]}
+        table, weights = None, None
+    else:
+        store = need(inputs, "soft_targets", "distill")
+        if table is None:
+            table, manifest = offline_table(Path(inputs["data"]), store, info, d.use_transfer)
+        weights = cfg.ensemble.weights if table.dim() == 3 else None
+        source = {"soft_targets": str(store), "teacher_hash": manifest["checksum"],
+                  "teachers": manifest.get("teachers", [])}
+        if table.dim() == 3:
+            k = table.shape[1]
+            source["ensemble"] = {"num_teachers": k, "weights": weights or [1.0 / k] * k,
+                                  "combine": "mean of softmax(z_k / T)"}
+    if d.features:
+        source["features"] = [p.model_dump() for p in d.features]
+    module = DistillModule(student, d, seed, table=table, teacher=teacher, teacher_weights=weights,
+                           input_shape=list(spec["input_shape"]))
+    return module, source
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     data = need(inputs, "data", "distill")
+    if cfg.distill.from_sweep:
+        from kdflow.sweep import apply_best
+
+        cfg = apply_best(cfg, cfg.distill.from_sweep)
     info = load_info(data)
     spec = spec_for(cfg.student.model, info)
     d = cfg.distill
     seed_all(cfg.seed)
-    student = build_model(spec)
-    if cfg.soft_targets.mode == "online":
-        teacher, tspec = load_model(need(inputs, "teacher", "distill"))
-        check_classes(tspec, info, "teacher")
-        module = DistillModule(student, d, cfg.seed, teacher=teacher)
-        source = {"teacher": str(inputs["teacher"]), "teacher_hash": sha256_file(Path(inputs["teacher"]) / "model.pt")}
-    else:
-        store = need(inputs, "soft_targets", "distill")
-        table, checksum = _offline_table(data, store, info, d.use_transfer)
-        module = DistillModule(student, d, cfg.seed, table=table)
-        teachers = read_json(Path(store) / MANIFEST, "soft-target manifest").get("teachers", [])
-        source = {"soft_targets": str(store), "teacher_hash": checksum, "teachers": teachers}
-    summary = train_and_save(cfg, "distill", "student", module, spec, d.train, data, outputs,
-                             {**d.model_dump(mode="json"), "mode": cfg.soft_targets.mode},
-                             with_transfer=d.use_transfer, lineage=source)
+    module, source = build_module(cfg, inputs, info, spec)
+    section = {**d.model_dump(mode="json"), "mode": cfg.soft_targets.mode}
+    summary = train_and_save(cfg, "distill", "student", module, spec, d.train, data, outputs, section,
+                             with_transfer=d.use_transfer, lineage=source, labeled_fraction=d.labeled_fraction)
     transfer = (data / "transfer.npz").is_file() and d.use_transfer
     summary["transfer_samples"] = int(len(np.load(data / "transfer.npz")["id"])) if transfer else 0
+    summary["temperature"], summary["alpha"], summary["loss"] = d.temperature, d.alpha, d.loss
     return summary

@@ -1,7 +1,10 @@
 """Stage `evaluate`: teacher, no-KD baseline and student on the test split, side by side.
 
 Writes `metrics.json` (flat keys `<role>.<metric>` plus derived ratios), DVC plot data under
-`plots/` and a self-contained `report.html`.
+`plots/` and a self-contained `report.html`. Two optional sections: the student compressed
+(`compress.*`: fp32 vs dynamic int8 vs ONNX — accuracy, size, batch-1 latency, max |Δlogit|) and,
+when the student is a born-again generation (its directory sits beside `generations.json`, or
+`inputs["generations"]` names that directory), every generation (`born_again.gen<k>.*`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,44 @@ from kdflow.models import load_model
 from kdflow.stages.common import check_classes, need
 
 ROLES = ("teacher", "baseline", "student")
+COMPRESS_COLS = ("accuracy", "size_bytes", "latency_p50_ms", "max_abs_dlogit")
+
+
+def _compression(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg: Params) -> dict[str, float]:
+    from kdflow.compress import compare
+
+    c = cfg.compress
+    if not (c.int8 or c.onnx):
+        return {}
+    res = compare(model, spec["input_shape"], x, y, cfg.evaluate.latency_repeats, c.int8, c.onnx, c.opset)
+    return {f"compress.{k}": v for k, v in res.items()}
+
+
+def _generations(inputs: dict[str, Path]) -> Path | None:
+    from kdflow.stages.born_again import SUMMARY
+
+    if inputs.get("generations"):
+        return Path(inputs["generations"])
+    parent = Path(inputs["student"]).parent
+    return parent if (parent / SUMMARY).is_file() else None
+
+
+def _born_again(gen_dir: Path, info: dict, x: torch.Tensor, y: torch.Tensor, cfg: Params) -> dict[str, float]:
+    from kdflow.stages.born_again import generation_dirs
+
+    out: dict[str, float] = {}
+    parent_pred = None
+    for k, path in generation_dirs(gen_dir):
+        model, spec = load_model(path)
+        check_classes(spec, info, f"generation {path}")
+        logits = M.predict(model, x)
+        q = M.quality(logits, y, cfg.evaluate.calibration_bins)
+        out |= {f"born_again.gen{k}.{m}": q[m] for m in ("accuracy", "nll", "ece")}
+        if parent_pred is not None:
+            out[f"born_again.gen{k}.parent_agreement"] = float((logits.argmax(1) == parent_pred).float().mean())
+            out[f"born_again.gen{k}.gain_over_parent"] = q["accuracy"] - out[f"born_again.gen{k - 1}.accuracy"]
+        parent_pred = logits.argmax(1)
+    return out
 
 
 def _curves(model_dir: Path) -> list[dict]:
@@ -62,13 +103,14 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     x, y = torch.from_numpy(test["x"]), torch.from_numpy(test["y"])
     torch.manual_seed(cfg.seed)
     flat: dict[str, float] = {}
-    logits, curves, specs = {}, {}, {}
+    logits, curves, specs, models = {}, {}, {}, {}
     with tracking.stage_run(cfg, "evaluate", cfg.evaluate.model_dump(mode="json"), info["hash"]):
         for role in ROLES:
             path = need(inputs, role, "evaluate")
             model, spec = load_model(path)
             check_classes(spec, info, f"{role} {path}")
             res, logits[role] = evaluate_model(model, spec, x, y, cfg)
+            models[role] = model
             flat.update({f"{role}.{k}": v for k, v in res.items()})
             curves[role], specs[role] = _curves(path), spec
         t, b, s = (flat[f"{r}.accuracy"] for r in ROLES)
@@ -85,6 +127,10 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
         })
         share = torch.bincount(pred_s, minlength=info["num_classes"]).float() / len(pred_s)
         flat.update({f"student.class_share.{k}": float(v) for k, v in enumerate(share)})
+        flat.update(_compression(models["student"], specs["student"], x, y, cfg))
+        gen_dir = _generations(inputs)
+        if gen_dir is not None:
+            flat.update(_born_again(gen_dir, info, x, y, cfg))
         tracking.log_metrics(flat)
         with atomic_dir(out_dir) as tmp:
             _write(tmp, cfg, info, flat, logits, y, curves)
@@ -115,11 +161,20 @@ def _write(tmp: Path, cfg: Params, info: dict, flat: dict, logits: dict, y: torc
                               if k.startswith(f"{r}.") and ("noise_acc" in k or "fgsm_acc" in k)}} for r in ROLES]
     derived = [{k: flat[k] for k in ("retention", "kd_gain", "compression", "speedup", "throughput_ratio",
                                      "teacher_agreement")}]
+    tables = [("Test split", report.table_html(rows, list(rows[0]))),
+              ("Robustness", report.table_html(robust, list(robust[0]))),
+              ("Distillation", report.table_html(derived, list(derived[0])))]
+    forms = [f for f in ("fp32", "int8", "onnx") if f"compress.{f}.accuracy" in flat]
+    if forms:
+        comp = [{"student": f, **{c: flat.get(f"compress.{f}.{c}") for c in COMPRESS_COLS}} for f in forms]
+        tables.append(("Compression (student, test split)", report.table_html(comp, ["student", *COMPRESS_COLS])))
+    gens = sorted({int(k.split(".")[1][3:]) for k in flat if k.startswith("born_again.gen")})
+    if gens:
+        cols = ("accuracy", "nll", "ece", "gain_over_parent", "parent_agreement")
+        ba = [{"generation": g, **{c: flat.get(f"born_again.gen{g}.{c}") for c in cols}} for g in gens]
+        tables.append(("Born-again generations (test split)", report.table_html(ba, ["generation", *cols])))
     report.write_report(
-        tmp / "report.html", f"kdflow report — {info['source']}",
-        [("Test split", report.table_html(rows, list(rows[0]))),
-         ("Robustness", report.table_html(robust, list(robust[0]))),
-         ("Distillation", report.table_html(derived, list(derived[0])))],
+        tmp / "report.html", f"kdflow report — {info['source']}", tables,
         [("confusion", report.confusion_png(M.confusion(logits["student"], y), classes, "student confusion")),
          ("reliability", report.reliability_png(rel)), ("curves", report.curves_png(curves))],
     )

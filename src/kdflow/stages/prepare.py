@@ -80,6 +80,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
                 np.savez(tmp / f"{name}.npz", **arrs)
             write_json(tmp / "dataset.json", info)
         tracking.log_metrics({f"count.{k}": v for k, v in info["counts"].items()})
+        tracking.set_tags({f"kdflow.data_{k}": str(info[k]) for k in ("rev", "repo", "content_sha256") if info.get(k)})
         tracking.log_artifacts(Path(outputs["data"]) / "dataset.json")
     return {"hash": info["hash"], "counts": info["counts"], "input_shape": info["input_shape"],
             "duplicates": dupes}

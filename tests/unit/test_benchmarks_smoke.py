@@ -1,0 +1,67 @@
+"""Smoke test of the benchmark harness: profiles validate, tables and target maths are right, and the
+quality and training-cost benchmarks run end to end at `--dry` sizes (real stages, tiny data)."""
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from tests.helpers import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import common as C  # noqa: E402
+import quality  # noqa: E402
+import run_all  # noqa: E402
+import training_speed  # noqa: E402
+
+
+@pytest.fixture
+def isolated(monkeypatch):
+    """`common.setup` points MLflow at its own store and sets torch threads: undo both afterwards."""
+    for key in ("MLFLOW_TRACKING_URI", *C.TELEMETRY_OFF):
+        monkeypatch.setenv(key, os.environ.get(key, ""))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", ["default", *sorted(p.stem for p in C.PROFILES.glob("*.yaml"))])
+def test_every_profile_validates_at_every_size(name):
+    from kdflow.config import validate
+
+    for size in quality.SIZES:
+        validate(quality.sized(C.load_profile(name), size, None), name)
+
+
+def test_tables_and_targets():
+    assert C.pm([0.98, 0.99, 1.0], 100) == "99.00 ± 1.00" and C.pm([0.5], 100) == "50.00"
+    assert C.table(["a", "b"], [(1, 2)]).splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+    run = {"teacher.accuracy": 0.99, "baseline.accuracy": 0.97, "student.accuracy": 0.988, "teacher.params": 1000,
+           "student.params": 40, "retention": 0.998, "kd_gain": 0.018, "compression": 25.0, "speedup": 6.0,
+           "throughput_ratio": 6.0, "test_samples": 1000}
+    md, closed = quality.hinton_table({"runs": [run, run], "seconds": 60})
+    assert closed == pytest.approx(0.9) and "| teacher |" in md and "30.0 ± 0.0" in md
+    checks = quality.targets({"digits": {"runs": [run]}, "mnist1d": {"runs": [{**run, "student.params": 6000}]}},
+                             {"digits": "image", "mnist1d": "signal"})
+    assert [c[2].endswith("met") for c in checks] == [True, False]  # mnist1d: 6,000 params > 5,210
+
+
+def test_run_all_collects_tables_from_json_or_stdout(tmp_path):
+    (tmp_path / "x.json").write_text(json.dumps({"markdown": "### X\n\n| a |"}))
+    assert run_all.markdown_of("x", tmp_path, "ignored") == "### X\n\n| a |"
+    assert run_all.markdown_of("y", tmp_path, "noise\n### Y\n| b |\nmore noise") == "### Y\n| b |"
+
+
+def test_quality_and_training_speed_dry(tmp_path, isolated):
+    assert quality.main(["--dry", "--sets", "digits", "--results", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "quality.json").read_text())
+    run = doc["sets"]["digits"]["runs"][0]
+    assert doc["machine"]["cores"] and 0 <= run["student.accuracy"] <= 1 and run["compression"] > 20
+    assert "| digits |" in doc["markdown"]
+
+    training_speed.run("dry", tmp_path)
+    doc = json.loads((tmp_path / "training_speed.json").read_text())
+    assert set(doc["best_epoch_seconds"]) == {"a", "b", "c", "plain"} and doc["judged_on"] in ("wall", "cpu")
+    assert all(v["cpu"] > 0 for v in doc["best_epoch_seconds"].values()) and "Lightning / plain" in doc["markdown"]

@@ -1,0 +1,183 @@
+"""The teacher's multi-node job rendered from params (TrainJob and PyTorchJob), its status reading,
+and the manifests under manifests/training and manifests/kfp."""
+
+import shlex
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from kdflow.cluster.jobs import job_state, pod_problems
+from kdflow.cluster.schema import Kubeflow
+from kdflow.cluster.training_job import render
+from tests.helpers import REPO
+
+IMAGE = "registry.example/kdflow:1"
+SETTINGS = {
+    "data_cache": {"pvc": "kdflow-data", "mount_path": "/mnt/kd"},
+    "training_job": {"enabled": True, "num_nodes": 3, "procs_per_node": 2, "service_account": "trainer"},
+    "stages": {"train_teacher": {"resources": {"cpu_request": "8", "memory_limit": "32Gi",
+                                               "accelerator_type": "nvidia.com/gpu", "accelerator_count": 2},
+                                 "node_selector": {"gpu": "a100"},
+                                 "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]}},
+    "env": {"KDFLOW_LOG_LEVEL": "debug"},
+}
+
+
+def settings(**job) -> Kubeflow:
+    raw = yaml.safe_load(yaml.safe_dump(SETTINGS))
+    raw["training_job"].update(job)
+    return Kubeflow.model_validate(raw)
+
+
+def sets(command: list[str]) -> dict[str, str]:
+    return dict(command[i + 1].split("=", 1) for i, a in enumerate(command) if a == "-S")
+
+
+def check_command(command: list[str], workdir: str) -> None:
+    assert command[:4] == ["torchrun", "--module", "kdflow.cli", "train-teacher"]
+    args = " ".join(command)
+    for flag in ("--params", "--data", "--out", "--ckpt-dir"):
+        assert f"{flag} {workdir}/" in args
+    assert sets(command) == {"teacher.train.num_nodes": "3", "teacher.train.devices": "2",
+                             "teacher.train.strategy": "ddp", "teacher.train.accelerator": "gpu",
+                             "teacher.train.progress_bar": "false"}
+
+
+def check_env(env: list[dict]) -> None:
+    by_name = {e["name"]: e for e in env}
+    assert by_name["MLFLOW_TRACKING_URI"]["valueFrom"]["secretKeyRef"] == {"name": "kdflow-mlflow",
+                                                                           "key": "tracking_uri"}
+    assert by_name["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert by_name["KDFLOW_DATA_CACHE"]["value"] == "/mnt/kd"
+    assert by_name["KDFLOW_LOG_LEVEL"]["value"] == "debug"
+    assert all("value" not in e for e in env if e["name"].startswith(("AWS_", "MLFLOW_")))
+
+
+def test_trainjob_uses_torch_distributed_runtime():
+    job = render(settings(kind="TrainJob"), IMAGE, "kdflow-teacher-x", "team-a")
+    assert (job["apiVersion"], job["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
+    assert job["metadata"]["namespace"] == "team-a"
+    spec = job["spec"]
+    assert spec["runtimeRef"] == {"name": "torch-distributed", "apiGroup": "trainer.kubeflow.org",
+                                  "kind": "ClusterTrainingRuntime"}
+    trainer = spec["trainer"]
+    assert trainer["image"] == IMAGE and trainer["numNodes"] == 3 and trainer["numProcPerNode"] == 2
+    assert trainer["resourcesPerNode"] == {"requests": {"cpu": "8", "memory": "2Gi", "nvidia.com/gpu": "2"},
+                                           "limits": {"memory": "32Gi", "nvidia.com/gpu": "2"}}
+    check_command(trainer["command"], "/mnt/kd/jobs/kdflow-teacher-x")
+    check_env(trainer["env"])
+    (override,) = spec["podSpecOverrides"]
+    assert override["targetJobs"] == [{"name": "node"}]
+    assert override["containers"] == [{"name": "node", "volumeMounts": [{"name": "kdflow-data",
+                                                                         "mountPath": "/mnt/kd"}]}]
+    assert override["volumes"][0]["persistentVolumeClaim"] == {"claimName": "kdflow-data"}
+    assert override["nodeSelector"] == {"gpu": "a100"} and override["serviceAccountName"] == "trainer"
+    assert override["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_pytorchjob_has_master_and_workers_with_nproc_per_node():
+    job = render(settings(kind="PyTorchJob", backoff_limit=2), IMAGE, "kdflow-teacher-y", "team-a")
+    assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "PyTorchJob")
+    spec = job["spec"]
+    assert spec["nprocPerNode"] == "2"
+    assert spec["runPolicy"]["backoffLimit"] == 2
+    replicas = spec["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] + replicas["Worker"]["replicas"] == 3
+    for role in ("Master", "Worker"):
+        assert replicas[role]["restartPolicy"] == "OnFailure"  # resumes from the PVC checkpoints
+        pod = replicas[role]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["name"] == "pytorch" and container["image"] == IMAGE
+        check_command(container["command"], "/mnt/kd/jobs/kdflow-teacher-y")
+        check_env(container["env"])
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+        assert pod["securityContext"] == {"runAsUser": 10001, "runAsNonRoot": True}
+        assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "kdflow-data"
+    single = render(settings(kind="PyTorchJob", num_nodes=1), IMAGE, "j", "ns")["spec"]["pytorchReplicaSpecs"]
+    assert set(single) == {"Master"} and single["Master"]["restartPolicy"] == "Never"
+
+
+def test_job_command_is_a_valid_cli_call():
+    """What torchrun runs must parse with kdflow's own CLI (the same flags dvc.yaml uses)."""
+    from kdflow.cli import _parser
+
+    command = render(settings(), IMAGE, "j", "ns")["spec"]["trainer"]["command"]
+    args = _parser().parse_args(command[3:])
+    assert args.command == "train-teacher" and str(args.out_model).endswith("/j/model")
+
+
+def test_job_needs_a_shared_volume():
+    with pytest.raises(ValueError, match="data_cache.pvc"):
+        Kubeflow.model_validate({"training_job": {"enabled": True}})
+
+
+@pytest.mark.parametrize("kind,ok,bad", [("TrainJob", "Complete", "Failed"), ("PyTorchJob", "Succeeded", "Failed")])
+def test_job_state_from_conditions(kind, ok, bad):
+    assert job_state(kind, {}) == ("running", "Pending")
+    running = {"status": {"conditions": [{"type": "Created", "status": "True"}]}}
+    assert job_state(kind, running)[0] == "running"
+    done = {"status": {"conditions": [{"type": ok, "status": "True", "reason": "JobComplete"}]}}
+    assert job_state(kind, done) == ("succeeded", "JobComplete")
+    failed = {"status": {"conditions": [
+        {"type": "Running", "status": "False"},
+        {"type": bad, "status": "True", "reason": "BackoffLimitExceeded", "message": "pod node-0 exit 1"}]}}
+    assert job_state(kind, failed) == ("failed", "BackoffLimitExceeded: pod node-0 exit 1")
+    stale = {"status": {"conditions": [{"type": bad, "status": "False"}]}}
+    assert job_state(kind, stale)[0] == "running"
+
+
+def test_pod_problems_name_the_cause():
+    pods = [
+        {"metadata": {"name": "node-0"}, "status": {"containerStatuses": [
+            {"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}},
+        {"metadata": {"name": "node-1"}, "status": {"containerStatuses": [
+            {"state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}]}},
+        {"metadata": {"name": "node-2"}, "status": {"conditions": [
+            {"type": "PodScheduled", "status": "False", "message": "0/3 nodes: Insufficient nvidia.com/gpu"}]}},
+        {"metadata": {"name": "node-3"}, "status": {"containerStatuses": [
+            {"state": {"waiting": {"reason": "ContainerCreating"}}}]}},
+    ]
+    assert pod_problems(pods) == ["node-0: OOMKilled (exit code 137)", "node-1: ImagePullBackOff: not found",
+                                  "node-2: unschedulable: 0/3 nodes: Insufficient nvidia.com/gpu"]
+
+
+@pytest.mark.parametrize("kind", ["TrainJob", "PyTorchJob"])
+def test_committed_manifests_match_the_renderer(kind):
+    """manifests/training is what `kdflow pipeline render-job` prints for the default settings."""
+    from components.image import DEFAULT_IMAGE
+
+    kf = Kubeflow.model_validate({"data_cache": {"pvc": "kdflow-data"},
+                                  "training_job": {"enabled": True, "kind": kind}})
+    committed = yaml.safe_load((REPO / "manifests" / "training" / f"{kind.lower()}.yaml").read_text())
+    assert committed == render(kf, DEFAULT_IMAGE, "kdflow-teacher", "kubeflow")
+
+
+kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+
+
+@kubectl
+def test_kfp_manifests_are_valid_kubernetes(tmp_path):
+    out = subprocess.run(["kubectl", "kustomize", str(REPO / "manifests" / "kfp")], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    docs = {d["kind"]: d for d in yaml.safe_load_all(out.stdout)}
+    assert set(docs) == {"PersistentVolumeClaim", "Role", "RoleBinding"}
+    assert docs["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    rules = {r["resources"][0]: set(r["verbs"]) for r in docs["Role"]["rules"]}
+    assert rules["trainjobs"] == rules["pytorchjobs"] == {"create", "get", "list", "watch", "delete"}
+    assert "secrets" not in rules  # the launcher never reads credentials
+    (tmp_path / "kfp.yaml").write_text(out.stdout)
+    check = subprocess.run(shlex.split(f"kubernetes-validate --strict --quiet {tmp_path / 'kfp.yaml'}"),
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@kubectl
+def test_training_kustomization_renders():
+    out = subprocess.run(["kubectl", "kustomize", str(REPO / "manifests" / "training")], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    (job,) = list(yaml.safe_load_all(out.stdout))
+    assert job["kind"] == "TrainJob"
