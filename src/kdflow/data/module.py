@@ -126,12 +126,19 @@ class MixedBatches(Sampler):
             yield torch.cat([lab[i], unl[i]])
 
 
+def batches(ds: TensorBatches, sampler: Sampler, num_workers: int = 0) -> DataLoader:
+    # A private generator: a DataLoader without one draws its workers' base seed from the global RNG each
+    # time an iterator starts, and a resumed run starts its first iterator at a different point of the
+    # per-epoch reseed than an uninterrupted one, which would shift every later dropout/augment draw.
+    return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=num_workers,
+                      persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(0))
+
+
 def loader(parts: list[dict[str, np.ndarray]], batch_size: int, shuffle: bool, seed: int = 0,
            num_workers: int = 0) -> DataLoader:
     ds = TensorBatches(parts)
     sampler = EpochBatches(len(ds), batch_size, shuffle, seed, drop_last=shuffle and len(ds) > batch_size)
-    return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+    return batches(ds, sampler, num_workers)
 
 
 class KDDataModule(L.LightningDataModule):
@@ -158,8 +165,7 @@ class KDDataModule(L.LightningDataModule):
             if self.labeled_fraction is not None:
                 n_lab, n_tr = len(parts[0]["y"]), len(parts[1]["y"])
                 sampler = MixedBatches(n_lab, n_tr, self.batch_size, self.labeled_fraction, self.seed)
-                return DataLoader(TensorBatches(parts), sampler=sampler, batch_size=None,
-                                  num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                return batches(TensorBatches(parts), sampler, self.num_workers)
         return loader(parts, self.batch_size, True, self.seed, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
