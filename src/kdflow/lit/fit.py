@@ -55,9 +55,13 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, t: Train, 
             raise KdflowError(f"corrupt checkpoint {resume}: {str(exc).splitlines()[0][:200]} "
                               f"(delete {ckpt_dir} to start over)") from None
 
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_acc", mode="max", save_last=True,
-                           save_top_k=1, enable_version_counter=False)
-    callbacks: list = [best]
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_acc", mode="max", save_top_k=1,
+                           save_weights_only=True, enable_version_counter=False)
+    # Every epoch, after `best` (its state rides along). `save_last=True` on `best` would refresh last.ckpt
+    # only in epochs that improve val_acc (Lightning >= 2.5), so a kill would redo every epoch since then.
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False,
+                           save_on_train_epoch_end=False)
+    callbacks: list = [best, last]
     if t.patience:
         callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=t.patience))
     loggers: list = [CSVLogger(ckpt_dir, name="curves", version=0)]

@@ -21,6 +21,7 @@ class ClassifierModule(L.LightningModule):
         self.model, self.train_cfg, self.seed = model, train, seed
         self.aug: Augment = train.augment
         self._gen = torch.Generator()
+        self._loss_sum, self._loss_count = torch.zeros(()), 0
 
     def forward(self, x):
         return self.model(x)
@@ -30,6 +31,7 @@ class ClassifierModule(L.LightningModule):
         s = self.seed * 1_000_003 + self.current_epoch
         torch.manual_seed(s)
         self._gen.manual_seed(s)
+        self._loss_sum, self._loss_count = torch.zeros((), device=self.device), 0
 
     def objective(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), y)
@@ -39,8 +41,16 @@ class ClassifierModule(L.LightningModule):
         x = augment(x, self.aug, self._gen)
         logits = self.model(x)
         loss = self.objective(logits, x, y, ids)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        # Summed here, logged once per epoch: a per-step `self.log` costs ~0.5 ms of Lightning bookkeeping
+        # (result collection, device moves), 5-10 % of a small model's CPU step.
+        self._loss_sum += loss.detach() * len(y)
+        self._loss_count += len(y)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # A run resumed from a checkpoint taken after validation re-enters the end of that epoch with no steps.
+        if self._loss_count:
+            self.log("train_loss", self._loss_sum / self._loss_count, prog_bar=True, sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
         x, y, _ = batch
@@ -53,9 +63,11 @@ class ClassifierModule(L.LightningModule):
         t = self.train_cfg
         if t.optimizer == "sgd":
             opt = torch.optim.SGD(self.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay,
-                                  nesterov=True)
+                                  nesterov=True, fused=True)
         else:
-            opt = torch.optim.AdamW(self.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+            # fused: one kernel over all parameters; the default per-tensor loop is about half of a small
+            # MLP's CPU training step
+            opt = torch.optim.AdamW(self.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True)
         if t.scheduler == "none":
             return opt
         steps = self.trainer.estimated_stepping_batches
