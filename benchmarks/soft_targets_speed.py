@@ -85,7 +85,8 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     cfg = validate(raw)
     speed: dict[str, list[dict[str, float]]] = {"loop": [], "script": [], "stage": [], "stage_inference": []}
     for r in range(repeats):  # interleaved: drift in the machine's load hits both sides alike
-        for k, v in raw_paths(teacher, data, cfg.soft_targets.splits, cfg.soft_targets.batch_size, scratch / "l.npy").items():
+        st = cfg.soft_targets
+        for k, v in raw_paths(teacher, data, st.splits, st.batch_size, scratch / "l.npy").items():
             speed[k].append(v)
         s = C.stage("soft_targets", cfg, {"data": data, "teacher": teacher}, {"soft_targets": scratch / f"st-{r}"})
         speed["stage"].append({"wall": s["samples"] / s["wall_seconds"], "cpu": s["samples"] / s["cpu_seconds"]})

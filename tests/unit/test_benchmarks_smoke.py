@@ -16,6 +16,8 @@ import quality  # noqa: E402
 import run_all  # noqa: E402
 import training_speed  # noqa: E402
 
+import methods  # noqa: E402
+
 
 @pytest.fixture
 def isolated(monkeypatch):
@@ -65,3 +67,16 @@ def test_quality_and_training_speed_dry(tmp_path, isolated):
     doc = json.loads((tmp_path / "training_speed.json").read_text())
     assert set(doc["best_epoch_seconds"]) == {"a", "b", "c", "plain"} and doc["judged_on"] in ("wall", "cpu")
     assert all(v["cpu"] > 0 for v in doc["best_epoch_seconds"].values()) and "Lightning / plain" in doc["markdown"]
+
+
+def test_methods_dry(tmp_path, isolated):
+    """Every method row exists per seed; the ensemble uses 3 teachers' store; born-again reports 2 generations."""
+    assert methods.main(["--dry", "--sets", "mnist1d", "--methods", "kd,ensemble,born", "--results",
+                         str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "methods.json").read_text())
+    rows = doc["sets"]["mnist1d"]["per_seed"][0]
+    assert set(rows) == {"no-KD baseline (augmentation)", "kd", "ensemble of 3 teachers",
+                         "born-again gen 1 (from gen 0)", "born-again gen 2 (from gen 1)"}
+    assert all(0 <= r["accuracy"] <= 1 and r["kd_gain"] == pytest.approx(r["accuracy"] - rows[
+        "no-KD baseline (augmentation)"]["accuracy"]) for r in rows.values())
+    assert "| kd |" in doc["markdown"]

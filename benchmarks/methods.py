@@ -1,0 +1,179 @@
+"""Distillation methods side by side: student test accuracy, KD gain and distill time, mean ± std over seeds.
+
+    python benchmarks/methods.py                                  # mnist1d (params.yaml) and digits, 3 seeds
+    python benchmarks/methods.py --sets digits --methods kd,dkd --seeds 1
+
+Per data set, seed 0 builds the data, the teacher and its soft targets (and, for the ensemble, two
+teachers of seeds 1 and 2); every seed trains the no-KD baseline (the student with augmentation alone)
+and one student per method, all from the same teacher signal. Every model is selected on validation;
+the test split is read once per model. KD gain = method − the baseline of the same seed. Born-again:
+generation 0 is that baseline (same architecture), and its gain is over generation 0, its own teacher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+
+SETS = {"mnist1d": "default", "digits": "digits"}  # name: profile (default = params.yaml)
+# (student module, teacher module) of equal length/spatial size for the feature terms
+FEATURES = {"mnist1d": ("features.3", "features.8"), "digits": ("features.6", "features.6")}
+ENSEMBLE_SEEDS = (1, 2)  # extra teachers next to the main (seed 0) one
+GENERATIONS = 2
+SIZES = {"full": {"seeds": 3, "epochs": 1.0, "over": {}},
+         "quick": {"seeds": 1, "epochs": 0.2, "over": {"data.transfer_size": 5_000}},
+         "dry": {"seeds": 1, "epochs": 0.0, "over": {"data.num_samples": 600, "data.val_size": 100,
+                                                     "data.test_size": 100, "data.transfer_size": 200}}}
+
+
+def variants(raw: dict, name: str) -> dict[str, dict]:
+    """Method name → params overrides on top of the profile (`kd` is the profile as it is)."""
+    s, t = FEATURES[name]
+    online = raw.get("soft_targets", {}).get("mode") == "online"
+    out = {
+        "kd": {},
+        "dkd": {"distill.loss": "dkd", "distill.alpha": 0.5},  # the paper's CE + 1·TCKD + 8·NCKD, halved
+        "hint (FitNets)": {"distill.features": [{"method": "hint", "student": s, "teacher": t, "weight": 1.0}]},
+        "attention transfer": {"distill.features": [{"method": "attention", "student": s, "teacher": t,
+                                                     "weight": 1000.0}]},
+        # the combined store instead of the main teacher's; a store is cached logits, so offline
+        ("ensemble of 3 teachers (offline, no augmentation)" if online else "ensemble of 3 teachers"):
+            {"soft_targets.mode": "offline", "distill.train.augment": {"enabled": False}} if online else {},
+        # the other teacher-signal path: cached logits without augmentation, or the online teacher with it
+        ("offline, no augmentation" if online else "online teacher + augmentation"):
+            {"soft_targets.mode": "offline", "distill.train.augment": {"enabled": False}} if online else
+            {"soft_targets.mode": "online", "distill.train.augment": raw["student"]["train"].get("augment", {})},
+    }
+    if raw["distill"].get("use_transfer") and raw["data"].get("transfer_size"):
+        out["no transfer set"] = {"distill.use_transfer": False}
+        out["labeled 25 % of each batch"] = {"distill.labeled_fraction": 0.25}
+    out[f"born-again ({GENERATIONS} generations)"] = {"born_again.generations": GENERATIONS}
+    return out
+
+
+def test_accuracy(model_dir: Path, data: Path) -> float:
+    import torch
+
+    from kdflow.data.module import load_split
+    from kdflow.models import load_model
+
+    model, _ = load_model(model_dir)
+    test = load_split(data, "test")
+    with torch.inference_mode():
+        pred = model(torch.from_numpy(test["x"])).argmax(1).numpy()
+    return float((pred == test["y"]).mean())
+
+
+def shared_artifacts(raw: dict, work: Path) -> dict[str, Path]:
+    """Seed 0's data, teacher and soft targets, plus the 3-teacher combined store."""
+    p = {k: work / k for k in ("data", "teacher", "soft_targets", "ensemble")}
+    # the soft-target stage (cached logits) runs whatever the profile's mode; the distill settings do not matter
+    cfg = C.with_overrides(raw, {"seed": 0, "soft_targets.mode": "offline",
+                                 "distill.train.augment": {"enabled": False}})
+    C.stage("prepare", cfg, {}, {"data": p["data"]})
+    C.stage("train_teacher", cfg, {"data": p["data"]}, {"model": p["teacher"], "checkpoints": work / "ck0"})
+    C.stage("soft_targets", cfg, {"data": p["data"], "teacher": p["teacher"]}, {"soft_targets": p["soft_targets"]})
+    stores = {"main": p["soft_targets"]}
+    for seed in ENSEMBLE_SEEDS:
+        extra = C.with_overrides(cfg, {"seed": seed})
+        C.stage("train_teacher", extra, {"data": p["data"]}, {"model": work / f"teacher{seed}",
+                                                            "checkpoints": work / f"ck{seed}"})
+        stores[f"seed{seed}"] = work / f"st{seed}"
+        C.stage("soft_targets", extra, {"data": p["data"], "teacher": work / f"teacher{seed}"},
+                {"soft_targets": stores[f"seed{seed}"]})
+    C.stage("combine_teachers", cfg, {"data": p["data"], **stores}, {"soft_targets": p["ensemble"]})
+    return p
+
+
+def run_seed(raw: dict, name: str, seed: int, shared: dict[str, Path], work: Path, only: list[str] | None) -> dict:
+    """The baseline and every method's student for one seed: {method: {accuracy, kd_gain, wall, cpu}}."""
+    data = shared["data"]
+    base = C.with_overrides(raw, {"seed": seed})
+    C.stage("train_baseline", base, {"data": data}, {"model": work / "baseline", "checkpoints": work / "ckb"})
+    acc0 = test_accuracy(work / "baseline", data)
+    rows = {"no-KD baseline (augmentation)": {"accuracy": acc0, "kd_gain": 0.0}}
+    for method, over in variants(raw, name).items():
+        if only and not any(method.startswith(o) for o in only):
+            continue
+        cfg = C.with_overrides(base, over)
+        out = work / f"m{len(rows)}"
+        if method.startswith("born-again"):
+            s = C.stage("born_again", cfg, {"data": data, "teacher": work / "baseline"},
+                        {"generations": out, "checkpoints": work / "ckg"})
+            accs = [test_accuracy(out / f"gen-{k}", data) for k in range(1, GENERATIONS + 1)]
+            for k, acc in enumerate(accs, 1):
+                rows[f"born-again gen {k} (from gen {k - 1})"] = {
+                    "accuracy": acc, "kd_gain": acc - acc0, "wall": s["wall_seconds"] / GENERATIONS,
+                    "cpu": s["cpu_seconds"] / GENERATIONS}
+            continue
+        store = shared["ensemble"] if method.startswith("ensemble") else shared["soft_targets"]
+        s = C.stage("distill", cfg, {"data": data, "soft_targets": store, "teacher": shared["teacher"]},
+                    {"model": out, "checkpoints": work / "ckd"})
+        acc = test_accuracy(out, data)
+        rows[method] = {"accuracy": acc, "kd_gain": acc - acc0, "wall": s["wall_seconds"], "cpu": s["cpu_seconds"]}
+        print(f"[methods] {name} seed {seed} {method}: test {acc:.2%} ({acc - acc0:+.2%}), "
+              f"{s['wall_seconds']:.0f} s", flush=True)
+    return rows
+
+
+def methods_table(per_seed: list[dict], teacher_acc: float) -> str:
+    rows = []
+    for method in per_seed[0]:
+        got = [r[method] for r in per_seed if method in r]
+        t = [g["wall"] for g in got if "wall" in g]
+        rows.append((method, C.pm([g["accuracy"] for g in got], 100), C.pm([g["kd_gain"] for g in got], 100),
+                     C.pm(t, 1, 0) if t else "—", C.pm([g["cpu"] for g in got], 1, 0) if t else "—"))
+    return (C.table(["method", "student test acc %", "gain over no-KD baseline (pts)", "distill wall s",
+                     "distill CPU s"], rows) + f"\n\nTeacher (seed 0): {100 * teacher_acc:.2f} %.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    C.add_common_args(p)
+    p.add_argument("--sets", default=",".join(SETS), help=f"comma-separated ({', '.join(SETS)})")
+    p.add_argument("--methods", help="comma-separated method-name prefixes (default: all)")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--threads", type=int, default=C.THREADS)
+    a = p.parse_args(argv)
+    size = "dry" if a.dry else "quick" if a.quick else "full"
+    seeds = a.seeds or SIZES[size]["seeds"]
+    only = a.methods.split(",") if a.methods else None
+    scratch = C.setup(a.threads)
+    doc, md = {"size": size, "seeds": seeds, "sets": {}}, []
+    for name in a.sets.split(","):
+        raw = C.load_profile(SETS[name])
+        generated = raw.get("data", {}).get("source", "mnist1d") == "mnist1d"
+        over = {k: v for k, v in SIZES[size]["over"].items() if generated or not k.startswith("data.")}
+        raw = C.quiet_training(C.with_overrides(raw, over))
+        if SIZES[size]["epochs"] != 1.0:
+            raw = C.scale_epochs(raw, SIZES[size]["epochs"])
+        t0 = time.perf_counter()
+        work = C.fresh_dir(scratch, name)
+        print(f"[methods] {name}: profile {SETS[name]}, {seeds} seed(s) ...", flush=True)
+        shared = shared_artifacts(raw, work)
+        teacher_acc = test_accuracy(shared["teacher"], shared["data"])
+        per_seed = []
+        for seed in range(seeds):
+            per_seed.append(run_seed(raw, name, seed, shared, C.fresh_dir(work, f"seed{seed}"), only))
+            C.cleanup(work / f"seed{seed}", a.keep)
+        minutes = (time.perf_counter() - t0) / 60
+        doc["sets"][name] = {"teacher_accuracy": teacher_acc, "per_seed": per_seed, "minutes": minutes}
+        md.append(f"### Distillation methods — {name} (profile `{SETS[name]}`), test split, mean ± std over "
+                  f"{seeds} seed(s), {minutes:.0f} min\n\n" + methods_table(per_seed, teacher_acc))
+    text = "\n\n".join(md + ["One teacher (seed 0) and one soft-target store per data set; the ensemble adds "
+                             "teachers of seeds 1 and 2 (probabilities averaged at T). Born-again gains are "
+                             "over generation 0 = the no-KD baseline, i.e. over its own teacher."])
+    print(text, flush=True)
+    doc["markdown"] = text
+    C.write_result("methods", doc, a.results)
+    C.cleanup(scratch, a.keep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
