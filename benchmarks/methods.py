@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int)
     p.add_argument("--threads", type=int, default=C.THREADS)
     a = p.parse_args(argv)
-    size = "dry" if a.dry else "quick" if a.quick else "full"
+    size = C.size_of(a)
     seeds = a.seeds or SIZES[size]["seeds"]
     only = a.methods.split(",") if a.methods else None
     scratch = C.setup(a.threads)

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param")
     p.add_argument("--threads", type=int, default=C.THREADS)
     a = p.parse_args(argv)
-    size = "dry" if a.dry else "quick" if a.quick else "full"
+    size = C.size_of(a)
     seeds = a.seeds or SIZES[size]["seeds"]
     scratch = C.setup(a.threads)
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}

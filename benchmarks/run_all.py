@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     C.add_common_args(p)
     p.add_argument("--only", help="comma-separated subset of " + ", ".join([*OURS, *EXTERNAL]))
     a = p.parse_args(argv)
-    size = "dry" if a.dry else "quick" if a.quick else "full"
+    size = C.size_of(a)
     flags = ["--dry"] if a.dry else ["--quick"] if a.quick else []
     chosen = a.only.split(",") if a.only else [*OURS, *EXTERNAL]
     plan: list[tuple[str, list[str]]] = []

@@ -13,7 +13,6 @@ judged on wall time, or on CPU time when other work loaded the machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -140,11 +139,7 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    C.add_common_args(p)
-    a = p.parse_args(argv)
-    run("dry" if a.dry else "quick" if a.quick else "full", a.results, a.keep)
-    return 0
+    return C.run_main(run, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,25 @@ REPO = TESTS.parent
 TINY = TESTS / "params-tiny.yaml"
 
 
+def repo_copy(tmp_path: Path, items: tuple[str, ...]) -> tuple[Path, dict]:
+    """`items` of the repo copied into a fresh git work tree, and an environment whose PATH has the venv."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    work = tmp_path / "repo"
+    work.mkdir()
+    for item in items:
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    subprocess.run(["git", "init", "-q"], cwd=work, env=env, check=True)
+    return work, env
+
+
 def tiny_dict(**overrides) -> dict:
     from kdflow.config import set_key
 

@@ -57,29 +57,39 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def report(prog: str, work) -> int:
+    """Run `work()`; print its summary as JSON (exit 0) or a KdflowError as one line on stderr (exit 2)."""
+    from kdflow.errors import KdflowError
+
+    try:
+        summary = work()
+    except KdflowError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if summary.get("rank") != "non-zero":  # under DDP only rank 0 reports
+        print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in EXTERNAL:
         return importlib.import_module(EXTERNAL[argv[0]][0]).main(argv[1:])
     args = _parser().parse_args(argv)
     from kdflow.config import load_params
-    from kdflow.errors import KdflowError
 
     name = args.command
     _, ins, outs = STAGES[name]
-    try:
+
+    def work() -> dict:
         cfg = load_params(args.params, args.set)
         inputs = {k: getattr(args, k) for k in ins if getattr(args, k, None) is not None}
         outputs = {k: getattr(args, f"out_{k}") for k in outs if getattr(args, f"out_{k}") is not None}
         stage = importlib.import_module(f"kdflow.stages.{name.replace('-', '_')}")
         extra = {"shard_index": args.shard_index, "num_shards": args.num_shards} if name == "soft-targets" else {}
-        summary = stage.run(cfg, inputs, outputs, **extra)
-    except KdflowError as exc:
-        print(f"kdflow {name}: error: {exc}", file=sys.stderr)
-        return 2
-    if summary.get("rank") != "non-zero":  # under DDP only rank 0 reports
-        print(json.dumps(summary, indent=2, default=str))
-    return 0
+        return stage.run(cfg, inputs, outputs, **extra)
+
+    return report(f"kdflow {name}", work)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import io
 import json
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from kdflow.errors import KdflowError
+from kdflow.evaluation.perf import timings
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -77,14 +77,7 @@ def onnx_predict(session, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
 
 
 def p50_ms(fn, x, repeats: int) -> float:
-    for _ in range(max(repeats // 10, 3)):
-        fn(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-    return float(np.percentile(times, 50) * 1e3)
+    return float(np.percentile(timings(fn, x, repeats), 50) * 1e3)
 
 
 @torch.inference_mode()

@@ -277,7 +277,8 @@ def set_key(data: dict, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:
+def load_raw(path: str | Path, overrides: list[str] | None = None) -> dict:
+    """params.yaml as a plain dict with `key.path=value` overrides applied (values parsed as YAML)."""
     path = Path(path)
     if not path.is_file():
         raise KdflowError(f"params file not found: {path}")
@@ -292,4 +293,8 @@ def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:
         if not sep:
             raise KdflowError(f"override '{item}' must look like key.path=value")
         set_key(data, key, yaml.safe_load(raw))
-    return validate(data, str(path))
+    return data
+
+
+def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:
+    return validate(load_raw(path, overrides), str(path))

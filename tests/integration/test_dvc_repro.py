@@ -1,16 +1,13 @@
 """Real `dvc repro` of the repo's dvc.yaml on the tiny profile, then a one-param experiment."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, TINY
+from tests.helpers import TINY, repo_copy
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +25,8 @@ def ran(output: str) -> list[str]:
 
 
 def test_dvc_repro_then_experiment_reruns_only_downstream(tmp_path):
-    work = tmp_path / "repo"
-    work.mkdir()
-    for item in ("dvc.yaml", ".dvc", ".dvcignore", "src"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    work, env = repo_copy(tmp_path, ("dvc.yaml", ".dvc", ".dvcignore", "src", ".gitignore"))
     shutil.copy(TINY, work / "params.yaml")
-    (work / ".gitignore").write_text((REPO / ".gitignore").read_text())
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
-    sh("git", "init", "-q", cwd=work, env=env)
 
     out = sh("dvc", "repro", cwd=work, env=env)
     assert ran(out) == ALL

@@ -4,11 +4,7 @@ One epoch per student: these check wiring, artifacts and lineage, not accuracy (
 """
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +13,7 @@ from kdflow.models import load_model
 from kdflow.soft_targets import read_store
 from kdflow.stages import born_again, combine_teachers, distill, evaluate, soft_targets, train_baseline, train_teacher
 from kdflow.sweep import main as sweep_main
-from tests.helpers import REPO, tiny_cfg
+from tests.helpers import REPO, repo_copy, tiny_cfg
 
 pytestmark = pytest.mark.integration
 ONE = {"distill__train__epochs": 1}
@@ -141,13 +137,7 @@ def test_sweep_cli_then_distill_from_sweep(base, tmp_path, capsys):
 
 def test_methods_dvc_yaml_resolves(tmp_path):
     """methods/dvc.yaml interpolates against the repo's params.yaml: one teacher_pool stage per member."""
-    work = tmp_path / "repo"
-    work.mkdir()
-    for item in ("dvc.yaml", "params.yaml", ".dvc", "methods"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    work, env = repo_copy(tmp_path, ("dvc.yaml", "params.yaml", ".dvc", "methods"))
     res = subprocess.run(["dvc", "stage", "list", "methods/dvc.yaml"], cwd=work, env=env, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr

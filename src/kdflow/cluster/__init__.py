@@ -5,7 +5,7 @@ Exports resolve lazily so that kdflow.config can import `kdflow.cluster.schema.K
 without a cycle (kdflow.cluster.params imports kdflow.config).
 """
 
-_EXPORTS = {"Kubeflow": "kdflow.cluster.schema", "load_raw": "kdflow.cluster.params",
+_EXPORTS = {"Kubeflow": "kdflow.cluster.schema", "load_raw": "kdflow.config",
             "restore_ints": "kdflow.cluster.params", "split": "kdflow.cluster.params",
             "stage_params": "kdflow.cluster.params"}
 __all__ = list(_EXPORTS)

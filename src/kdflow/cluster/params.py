@@ -7,35 +7,13 @@ the pipeline's `params` parameter.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from kdflow.cluster.schema import Kubeflow
 from kdflow.config import Params, set_key, validate
 from kdflow.errors import KdflowError
 
 SECTION = "kubeflow"
-
-
-def load_raw(path: str | Path, overrides: list[str] | None = None) -> dict:
-    """params.yaml as a dict with `key.path=value` overrides applied (values parsed as YAML)."""
-    path = Path(path)
-    if not path.is_file():
-        raise KdflowError(f"params file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise KdflowError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise KdflowError(f"{path}: top level must be a mapping")
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise KdflowError(f"override '{item}' must look like key.path=value")
-        set_key(raw, key, yaml.safe_load(value))
-    return raw
 
 
 def split(raw: dict, origin: str = "params") -> tuple[dict, Kubeflow]:

@@ -15,18 +15,22 @@ def flops_per_sample(model: torch.nn.Module, shape: list[int]) -> int:
     return int(counter.get_total_flops())
 
 
-@torch.inference_mode()
-def latency(model: torch.nn.Module, shape: list[int], repeats: int, batch: int = 1) -> list[float]:
-    """Seconds per forward of `batch` samples, after warm-up."""
-    x = torch.randn(batch, *shape)
+def timings(fn, x, repeats: int) -> list[float]:
+    """Seconds per `fn(x)` call, after a warm-up of a tenth as many calls (at least 3)."""
     for _ in range(max(repeats // 10, 3)):
-        model(x)
+        fn(x)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        model(x)
+        fn(x)
         times.append(time.perf_counter() - t0)
     return times
+
+
+@torch.inference_mode()
+def latency(model: torch.nn.Module, shape: list[int], repeats: int, batch: int = 1) -> list[float]:
+    """Seconds per forward of `batch` samples, after warm-up."""
+    return timings(model, torch.randn(batch, *shape), repeats)
 
 
 def cost(model: torch.nn.Module, shape: list[int], repeats: int, batch: int) -> dict[str, float]:

@@ -33,7 +33,19 @@ class MLP(nn.Module):
         return self.head(self.features(x))
 
 
-class CNN1d(nn.Module):
+class _ConvNet(nn.Module):
+    """features → flatten → dropout → linear head (the head sized by a dry run of the features)."""
+
+    def _finish(self, layers: list[nn.Module], input_shape, num_classes: int, dropout: float) -> None:
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.head = nn.Linear(_flat_dim(self.features, input_shape), num_classes)
+
+    def forward(self, x):
+        return self.head(self.dropout(self.features(x).flatten(1)))
+
+
+class CNN1d(_ConvNet):
     """Strided 1-D CNN. Defaults are the MNIST-1D paper's ConvBase: 5,210 parameters on (1, 40)."""
 
     def __init__(self, input_shape, num_classes, channels=(25, 25, 25), kernels=(5, 3, 3), stride=2,
@@ -44,15 +56,10 @@ class CNN1d(nn.Module):
         for c, k in zip(channels, kernels, strict=True):
             layers += [nn.Conv1d(cin, c, k, stride=stride, padding=padding), nn.ReLU()]
             cin = c
-        self.features = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.head = nn.Linear(_flat_dim(self.features, input_shape), num_classes)
-
-    def forward(self, x):
-        return self.head(self.dropout(self.features(x).flatten(1)))
+        self._finish(layers, input_shape, num_classes, dropout)
 
 
-class CNN2d(nn.Module):
+class CNN2d(_ConvNet):
     def __init__(self, input_shape, num_classes, channels=(32, 64), kernel=3, pool=True, dropout=0.0,
                  batchnorm=True):
         super().__init__()
@@ -66,12 +73,7 @@ class CNN2d(nn.Module):
             if pool:
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
             cin = c
-        self.features = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.head = nn.Linear(_flat_dim(self.features, input_shape), num_classes)
-
-    def forward(self, x):
-        return self.head(self.dropout(self.features(x).flatten(1)))
+        self._finish(layers, input_shape, num_classes, dropout)
 
 
 class _Block(nn.Module):

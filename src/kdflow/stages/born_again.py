@@ -14,7 +14,6 @@ the evaluate stage reports every generation on the test split.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -24,7 +23,6 @@ import torch
 
 from kdflow.config import Params
 from kdflow.data.module import load_info, load_split
-from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir, sha256_file, write_json
 from kdflow.lit.modules import DistillModule
 from kdflow.models import build_model, load_model
@@ -102,16 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--ckpt-dir", type=Path)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    from kdflow.cli import report
     from kdflow.config import load_params
 
     outputs = {"generations": args.out} | ({"checkpoints": args.ckpt_dir} if args.ckpt_dir else {})
-    try:
-        summary = run(load_params(args.params, args.set), {"data": args.data, "teacher": args.teacher}, outputs)
-    except KdflowError as exc:
-        print(f"kdflow born-again: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    return report("kdflow born-again", lambda: run(load_params(args.params, args.set),
+                                                   {"data": args.data, "teacher": args.teacher}, outputs))
 
 
 if __name__ == "__main__":

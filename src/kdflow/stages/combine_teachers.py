@@ -17,7 +17,6 @@ member's seed/model/train) and caches its soft targets: the body of the `foreach
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -139,23 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--pool", type=Path, help="directory of member stores, one per ensemble.teachers name")
     c.add_argument("--out", type=Path, required=True)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    from kdflow.cli import report
     from kdflow.config import load_params
 
-    try:
+    def work() -> dict:
         cfg = load_params(args.params, args.set)
         if args.command == "member":
             outputs = {"model": args.model, "soft_targets": args.soft_targets}
             if args.ckpt_dir:
                 outputs["checkpoints"] = args.ckpt_dir
-            summary = train_member(cfg, args.name, {"data": args.data}, outputs)
-        else:
-            stores = stores_from_params(cfg, args.main, args.pool)
-            summary = run(cfg, {"data": args.data, **stores}, {"soft_targets": args.out})
-    except KdflowError as exc:
-        print(f"kdflow combine-teachers: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+            return train_member(cfg, args.name, {"data": args.data}, outputs)
+        stores = stores_from_params(cfg, args.main, args.pool)
+        return run(cfg, {"data": args.data, **stores}, {"soft_targets": args.out})
+
+    return report("kdflow combine-teachers", work)
 
 
 if __name__ == "__main__":

@@ -85,5 +85,18 @@ def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule
     return summary
 
 
+def train_on_labels(cfg: Params, stage: str, role: str, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
+    """A model of `cfg.<role>` trained on hard labels: the teacher, and the student as the no-KD baseline."""
+    from kdflow.lit.modules import ClassifierModule
+    from kdflow.models import build_model
+
+    data = need(inputs, "data", stage)
+    section = getattr(cfg, "teacher" if role == "teacher" else "student")
+    spec = spec_for(section.model, load_info(data))
+    seed_all(cfg.seed)
+    module = ClassifierModule(build_model(spec), section.train, cfg.seed)
+    return train_and_save(cfg, stage, role, module, spec, section.train, data, outputs, section.model_dump(mode="json"))
+
+
 def seed_all(seed: int) -> None:
     L.seed_everything(seed, workers=True, verbose=False)

@@ -5,17 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kdflow.config import Params
-from kdflow.data.module import load_info
-from kdflow.lit.modules import ClassifierModule
-from kdflow.models import build_model
-from kdflow.stages.common import need, seed_all, spec_for, train_and_save
+from kdflow.stages.common import train_on_labels
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
-    data = need(inputs, "data", "train_baseline")
-    info = load_info(data)
-    spec = spec_for(cfg.student.model, info)
-    seed_all(cfg.seed)
-    module = ClassifierModule(build_model(spec), cfg.student.train, cfg.seed)
-    return train_and_save(cfg, "train_baseline", "baseline", module, spec, cfg.student.train, data, outputs,
-                          cfg.student.model_dump(mode="json"))
+    return train_on_labels(cfg, "train_baseline", "baseline", inputs, outputs)
