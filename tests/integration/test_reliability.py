@@ -39,15 +39,21 @@ def finish(proc: subprocess.Popen) -> dict:
     return json.loads(out)
 
 
-def kill_after_first_checkpoint(proc: subprocess.Popen, ckpt: Path) -> None:
+def kill_after_first_checkpoint(proc: subprocess.Popen, ckpt: Path, sig: int = signal.SIGKILL) -> None:
+    """SIGKILL: the process dies at once. SIGTERM (a pod's termination): Lightning stops after the
+    current batch, and the stage must exit 143 (not Lightning's bare SystemExit, status 0) within seconds."""
     deadline = time.monotonic() + 120
     while not (ckpt / "last.ckpt").is_file():
         assert proc.poll() is None, f"exited before its first checkpoint: {proc.communicate()[1][-2000:]}"
         assert time.monotonic() < deadline, "no checkpoint within 120 s"
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before the kill: give it more epochs"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, "the run finished before the kill: give it more epochs"
+    else:
+        assert proc.returncode == 128 + sig, f"exit {proc.returncode} after SIGTERM: {err[-2000:]}"
+        assert "SIGTERM" in err and "Traceback" not in err
 
 
 def test_kill_resume_matches_uninterrupted_and_outputs_stay_atomic(tmp_path, prepared):
@@ -60,8 +66,8 @@ def test_kill_resume_matches_uninterrupted_and_outputs_stay_atomic(tmp_path, pre
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_dict(**DRILL)))
     ref, out, prev = tmp_path / "ref", tmp_path / "run" / "teacher", tmp_path / "prev" / "teacher"
-    # 3 runs at once (start-up dominates): the uninterrupted reference, a kill with no previous
-    # output, and a kill of a run (another seed) whose --out holds a complete model of a 1-epoch run.
+    # 3 runs at once (start-up dominates): the uninterrupted reference, a SIGKILL with no previous output,
+    # and a SIGTERM (pod termination) of a run (another seed) whose --out holds a complete 1-epoch model.
     out.parent.mkdir()
     reference = launch(params, prepared, ref, tmp_path / "ref.ckpt")
     killed = launch(params, prepared, out, tmp_path / "run.ckpt")
@@ -71,7 +77,7 @@ def test_kill_resume_matches_uninterrupted_and_outputs_stay_atomic(tmp_path, pre
     other_seed = launch(params, prepared, prev, tmp_path / "prev.ckpt", "-S", "seed=1")
 
     kill_after_first_checkpoint(killed, tmp_path / "run.ckpt")
-    kill_after_first_checkpoint(other_seed, tmp_path / "prev.ckpt")
+    kill_after_first_checkpoint(other_seed, tmp_path / "prev.ckpt", signal.SIGTERM)
     want = finish(reference)
 
     # atomic outputs: nothing at --out (or only the previous complete one), no complete-looking sibling

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, MLFlowLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from kdflow.config import Train
 from kdflow.errors import KdflowError
@@ -73,7 +76,14 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, t: Train, 
         enable_progress_bar=t.progress_bar, enable_model_summary=False, use_distributed_sampler=False,
         deterministic=False, num_sanity_val_steps=0, log_every_n_steps=50, default_root_dir=ckpt_dir,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except SIGTERMException:
+        # Lightning stops after the current batch with a bare SystemExit, i.e. exit status 0: a pod or a
+        # `dvc repro` would count the interrupted stage as a success. Exit 143 (128 + SIGTERM) instead.
+        print(f"kdflow: SIGTERM: stopped after the current batch; a rerun resumes from {last} "
+              "(the end of the last finished epoch)", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signal.SIGTERM) from None
     if best.best_model_path and Path(best.best_model_path).is_file():
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state, strict=False)
