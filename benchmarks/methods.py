@@ -2,6 +2,10 @@
 
     python benchmarks/methods.py                                  # mnist1d (params.yaml) and digits, 3 seeds
     python benchmarks/methods.py --sets digits --methods kd,dkd --seeds 1
+    # 2 cores: two processes (1 thread each) share one --work dir, each taking some methods; then merge
+    python benchmarks/methods.py --work W --threads 1 --methods kd,dkd,hint,att,born --results R1 &
+    python benchmarks/methods.py --work W --threads 1 --methods ens,onl,off,no,lab --results R2
+    python benchmarks/methods.py --merge R1/methods.json R2/methods.json
 
 Per data set, seed 0 builds the data, the teacher and its soft targets (and, for the ensemble, two
 teachers of seeds 1 and 2); every seed trains the no-KD baseline (the student with augmentation alone)
@@ -13,6 +17,9 @@ generation 0 is that baseline (same architecture), and its gain is over generati
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,24 +76,34 @@ def test_accuracy(model_dir: Path, data: Path) -> float:
     return float((pred == test["y"]).mean())
 
 
-def shared_artifacts(raw: dict, work: Path) -> dict[str, Path]:
-    """Seed 0's data, teacher and soft targets, plus the 3-teacher combined store."""
+def shared_artifacts(raw: dict, work: Path, ensemble: bool) -> dict[str, Path]:
+    """Seed 0's data, teacher and soft targets, plus (`ensemble`) the 3-teacher combined store.
+
+    Built once per work dir: outputs are atomic, so one that exists is complete; a lock per output makes
+    a second process sharing the dir wait for the first instead of training the same teacher again.
+    """
     p = {k: work / k for k in ("data", "teacher", "soft_targets", "ensemble")}
     # the soft-target stage (cached logits) runs whatever the profile's mode; the distill settings do not matter
     cfg = C.with_overrides(raw, {"seed": 0, "soft_targets.mode": "offline",
                                  "distill.train.augment": {"enabled": False}})
-    C.stage("prepare", cfg, {}, {"data": p["data"]})
-    C.stage("train_teacher", cfg, {"data": p["data"]}, {"model": p["teacher"], "checkpoints": work / "ck0"})
-    C.stage("soft_targets", cfg, {"data": p["data"], "teacher": p["teacher"]}, {"soft_targets": p["soft_targets"]})
-    stores = {"main": p["soft_targets"]}
-    for seed in ENSEMBLE_SEEDS:
-        extra = C.with_overrides(cfg, {"seed": seed})
-        C.stage("train_teacher", extra, {"data": p["data"]}, {"model": work / f"teacher{seed}",
-                                                            "checkpoints": work / f"ck{seed}"})
-        stores[f"seed{seed}"] = work / f"st{seed}"
-        C.stage("soft_targets", extra, {"data": p["data"], "teacher": work / f"teacher{seed}"},
-                {"soft_targets": stores[f"seed{seed}"]})
-    C.stage("combine_teachers", cfg, {"data": p["data"], **stores}, {"soft_targets": p["ensemble"]})
+
+    def build(stage: str, cfg: dict, inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
+        out = next(iter(outputs.values()))
+        with open(work / f".{out.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not out.exists():
+                C.stage(stage, cfg, inputs, outputs)
+
+    build("prepare", cfg, {}, {"data": p["data"]})
+    stores = {}
+    for seed in (0, *ENSEMBLE_SEEDS) if ensemble else (0,):
+        t, st = (p["teacher"], p["soft_targets"]) if seed == 0 else (work / f"teacher{seed}", work / f"st{seed}")
+        member = C.with_overrides(cfg, {"seed": seed})
+        build("train_teacher", member, {"data": p["data"]}, {"model": t, "checkpoints": work / f"ck{seed}"})
+        build("soft_targets", member, {"data": p["data"], "teacher": t}, {"soft_targets": st})
+        stores["main" if seed == 0 else f"seed{seed}"] = st
+    if ensemble:
+        build("combine_teachers", cfg, {"data": p["data"], **stores}, {"soft_targets": p["ensemble"]})
     return p
 
 
@@ -139,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", help="comma-separated method-name prefixes (default: all)")
     p.add_argument("--seeds", type=int)
     p.add_argument("--threads", type=int, default=C.THREADS)
+    p.add_argument("--work", type=Path, help="keep the shared teachers here and reuse them (and share with "
+                                             "a parallel run); default: a temp dir")
+    p.add_argument("--merge", nargs="+", type=Path, metavar="JSON", help="only merge the results of earlier runs")
     a = p.parse_args(argv)
+    if a.merge:
+        return merge(a.merge, a.results)
     size = C.size_of(a)
     seeds = a.seeds or SIZES[size]["seeds"]
     only = a.methods.split(",") if a.methods else None
@@ -153,26 +175,53 @@ def main(argv: list[str] | None = None) -> int:
         if SIZES[size]["epochs"] != 1.0:
             raw = C.scale_epochs(raw, SIZES[size]["epochs"])
         t0 = time.perf_counter()
-        work = C.fresh_dir(scratch, name)
+        work = a.work / name if a.work else C.fresh_dir(scratch, name)
+        work.mkdir(parents=True, exist_ok=True)
         print(f"[methods] {name}: profile {SETS[name]}, {seeds} seed(s) ...", flush=True)
-        shared = shared_artifacts(raw, work)
+        shared = shared_artifacts(raw, work, ensemble=not only or any("ensemble".startswith(o) for o in only))
         teacher_acc = test_accuracy(shared["teacher"], shared["data"])
         per_seed = []
         for seed in range(seeds):
-            per_seed.append(run_seed(raw, name, seed, shared, C.fresh_dir(work, f"seed{seed}"), only))
-            C.cleanup(work / f"seed{seed}", a.keep)
+            mine = C.fresh_dir(work, f"seed{seed}-{os.getpid()}")  # private to this process
+            per_seed.append(run_seed(raw, name, seed, shared, mine, only))
+            C.cleanup(mine, a.keep)
         minutes = (time.perf_counter() - t0) / 60
         doc["sets"][name] = {"teacher_accuracy": teacher_acc, "per_seed": per_seed, "minutes": minutes}
-        md.append(f"### Distillation methods — {name} (profile `{SETS[name]}`), test split, mean ± std over "
-                  f"{seeds} seed(s), {minutes:.0f} min\n\n" + methods_table(per_seed, teacher_acc))
+        md.append(heading(name, seeds, minutes) + methods_table(per_seed, teacher_acc))
+    return finish(doc, md, a.results, scratch, a.keep)
+
+
+def finish(doc: dict, md: list[str], results: Path, scratch: Path | None, keep: bool) -> int:
     text = "\n\n".join(md + ["One teacher (seed 0) and one soft-target store per data set; the ensemble adds "
                              "teachers of seeds 1 and 2 (probabilities averaged at T). Born-again gains are "
                              "over generation 0 = the no-KD baseline, i.e. over its own teacher."])
     print(text, flush=True)
     doc["markdown"] = text
-    C.write_result("methods", doc, a.results)
-    C.cleanup(scratch, a.keep)
+    C.write_result("methods", doc, results)
+    if scratch is not None:
+        C.cleanup(scratch, keep)
     return 0
+
+
+def merge(paths: list[Path], results: Path) -> int:
+    """One table from runs that each took some of the methods (same sets, seeds and shared work dir)."""
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    out = {"size": docs[0]["size"], "seeds": docs[0]["seeds"], "sets": {}, "merged_from": [str(p) for p in paths]}
+    md = []
+    for name in docs[0]["sets"]:
+        parts = [d["sets"][name] for d in docs if name in d["sets"]]
+        per_seed = [{k: v for part in parts for k, v in part["per_seed"][i].items()}
+                    for i in range(min(len(part["per_seed"]) for part in parts))]
+        out["sets"][name] = {"teacher_accuracy": parts[0]["teacher_accuracy"], "per_seed": per_seed,
+                             "minutes": max(part["minutes"] for part in parts)}
+        md.append(heading(name, len(per_seed), out["sets"][name]["minutes"]) +
+                  methods_table(per_seed, parts[0]["teacher_accuracy"]))
+    return finish(out, md, results, None, False)
+
+
+def heading(name: str, seeds: int, minutes: float) -> str:
+    return (f"### Distillation methods — {name} (profile `{SETS[name]}`), test split, mean ± std over "
+            f"{seeds} seed(s), {minutes:.0f} min\n\n")
 
 
 if __name__ == "__main__":
