@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 # The CPU build goes in first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup sysdeps demo test lint bench bench-quick compile run-local image image-test clean
+.PHONY: setup sysdeps benchdeps demo test lint bench bench-quick bench-methods compile run-local image image-test clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ sysdeps:
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; }
 
+# `wrk`, the HTTP load generator of the serving benchmark.
+benchdeps: sysdeps
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+
 demo: setup
 	dvc repro
 	kdflow show metrics
@@ -37,11 +42,21 @@ test: setup sysdeps
 lint: setup
 	ruff check .
 
-bench: setup sysdeps
+bench: setup benchdeps
 	$(PY) benchmarks/run_all.py
 
-bench-quick: setup sysdeps
+bench-quick: setup benchdeps
 	$(PY) benchmarks/run_all.py --quick
+
+# Method × {accuracy, KD gain, time}, 3 seeds, mnist1d + digits: about an hour on 2 cores (two 1-thread runs).
+bench-methods: setup
+	rm -rf benchmarks/results/tmp/methods-work
+	$(PY) benchmarks/methods.py --work benchmarks/results/tmp/methods-work --threads 1 \
+	  --methods kd,dkd,hint,att,born --results benchmarks/results/methods-a & pid=$$!; \
+	$(PY) benchmarks/methods.py --work benchmarks/results/tmp/methods-work --threads 1 \
+	  --methods ens,onl,off,no,lab --results benchmarks/results/methods-b && wait $$pid
+	$(PY) benchmarks/methods.py --merge benchmarks/results/methods-a/methods.json \
+	  benchmarks/results/methods-b/methods.json
 
 compile: setup
 	kdflow pipeline compile -o pipeline.yaml
