@@ -8,10 +8,12 @@ cleared once the stage has written its output.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +25,18 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from kdflow.config import Train
 from kdflow.errors import KdflowError
 from kdflow.tracking import tracking_uri
+
+
+def _quiet() -> None:
+    """Lightning's start-up chatter (accelerator lines, litlogger/litmodels adverts) and two warnings that do
+    not apply here: batches come from in-memory tensors (no loader workers needed) and nothing is logged
+    per step (so a short epoch under `log_every_n_steps` loses nothing); the checkpoint directory holds our
+    fingerprint by design; a torch-internal deprecation."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
 def _check_world(t: Train) -> None:
@@ -40,6 +54,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, t: Train, 
         fingerprint: str, run_id: str | None = None) -> dict:
     """Train, then load the best-on-val weights into `module`. Returns a small history summary."""
     _check_world(t)
+    _quiet()
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     stamp = ckpt_dir / "fingerprint.json"
     last = ckpt_dir / "last.ckpt"
