@@ -12,8 +12,11 @@ share of the baseline→teacher error gap that distillation closes.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -51,25 +54,47 @@ def sized(raw: dict, size: str, epochs: int | None) -> dict:
     return C.quiet_training(raw)
 
 
-def run_set(raw: dict, seeds: int, work: Path) -> dict:
+def run_set(raw: dict, seeds: int, work: Path, jobs: int = 1, threads: int = C.THREADS) -> dict:
     """Seed 0 builds the split, the teacher and its soft targets; every seed trains a baseline and a student.
 
     One teacher per data set and students over seeds, as KD papers report (e.g. Tian et al. 2020): the
     question is what a student gains from a given teacher, and a teacher per seed would triple the cost.
+    Seeds 1.. run `jobs` at a time in worker processes with threads/jobs torch threads each: small models
+    use a second core better as a second process than as a second thread.
     """
-    shared: dict[str, Path] = {}
-    runs, t0 = [], time.perf_counter()
-    for seed in range(seeds):
-        res = C.pipeline(C.with_overrides(raw, {"seed": seed}), C.fresh_dir(work, f"seed{seed}"), shared)
-        if not shared:
-            keep = C.fresh_dir(work, "shared")
-            shared = {k: Path(C.shutil.move(res["paths"][k], keep / k)) for k in SHARED if res["paths"][k].exists()}
-        m = res["metrics"]
-        runs.append({**{k: m[k] for k in KEYS}, "test_samples": _test_count(shared["data"]),
-                     "seconds": {k: round(v["wall_seconds"], 1) for k, v in res.items() if "wall_seconds" in v},
-                     "cpu_seconds": {k: round(v["cpu_seconds"], 1) for k, v in res.items() if "cpu_seconds" in v}})
-        C.cleanup(work / f"seed{seed}")
-    return {"runs": runs, "seconds": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    res = C.pipeline(C.with_overrides(raw, {"seed": 0}), C.fresh_dir(work, "seed0"))
+    keep = C.fresh_dir(work, "shared")
+    shared = {k: Path(C.shutil.move(res["paths"][k], keep / k)) for k in SHARED if res["paths"][k].exists()}
+    runs = [_row(res, shared)]
+    C.cleanup(work / "seed0")
+    rest = range(1, seeds)
+    if jobs > 1 and len(rest) > 1:
+        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+        with ProcessPoolExecutor(min(jobs, len(rest)), mp_context=ctx) as pool:
+            runs += list(pool.map(_seed_run, [raw] * len(rest), rest, [work] * len(rest), [shared] * len(rest),
+                                  [max(1, threads // jobs)] * len(rest)))
+    else:
+        runs += [_seed_run(raw, seed, work, shared, None) for seed in rest]
+    return {"runs": runs, "seconds": time.perf_counter() - t0, "jobs": jobs}
+
+
+def _seed_run(raw: dict, seed: int, work: Path, shared: dict[str, Path], threads: int | None) -> dict:
+    """Baseline and student of one seed on the shared data/teacher/soft targets (in a worker: `threads`)."""
+    scratch = C.setup(threads) if threads else None
+    res = C.pipeline(C.with_overrides(raw, {"seed": seed}), C.fresh_dir(work, f"seed{seed}"), shared)
+    C.cleanup(work / f"seed{seed}")
+    if scratch is not None:  # a pool worker ends without atexit: drop its scratch and MLflow store here
+        C.cleanup(scratch)
+        Path(os.environ["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")).unlink(missing_ok=True)
+    return _row(res, shared)
+
+
+def _row(res: dict, shared: dict[str, Path]) -> dict:
+    m = res["metrics"]
+    return {**{k: m[k] for k in KEYS}, "test_samples": _test_count(shared["data"]),
+            "seconds": {k: round(v["wall_seconds"], 1) for k, v in res.items() if "wall_seconds" in v},
+            "cpu_seconds": {k: round(v["cpu_seconds"], 1) for k, v in res.items() if "cpu_seconds" in v}}
 
 
 def _test_count(data: Path) -> int:
@@ -151,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="epochs of every training stage (default: the profile's)")
     p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param")
     p.add_argument("--threads", type=int, default=C.THREADS)
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="seeds 1.. trained in parallel processes (threads split between them)")
     a = p.parse_args(argv)
     size = C.size_of(a)
     seeds = a.seeds or SIZES[size]["seeds"]
@@ -177,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = sized(C.with_overrides(raw, overrides), size, a.epochs)
         kinds[name] = kind_of(raw["data"]["source"])
         print(f"[quality] {name}: profile {spec['profile']}, {seeds} seed(s) ...", flush=True)
-        sets[name] = run_set(raw, seeds, C.fresh_dir(scratch, f"set-{len(sets)}"))
+        sets[name] = run_set(raw, seeds, C.fresh_dir(scratch, f"set-{len(sets)}"), a.jobs, a.threads)
         sets[name]["profile"] = spec["profile"]
     if hinton:
         for name, s in sets.items():
