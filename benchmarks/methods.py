@@ -38,7 +38,7 @@ SIZES = {"full": {"seeds": 3, "epochs": 1.0, "over": {}},
                                                      "data.test_size": 100, "data.transfer_size": 200}}}
 
 
-def variants(raw: dict, name: str) -> dict[str, dict]:
+def variants(raw: dict, name: str, counts: dict[str, int]) -> dict[str, dict]:
     """Method name → params overrides on top of the profile (`kd` is the profile as it is)."""
     s, t = FEATURES[name]
     online = raw.get("soft_targets", {}).get("mode") == "online"
@@ -57,7 +57,9 @@ def variants(raw: dict, name: str) -> dict[str, dict]:
             {"soft_targets.mode": "online", "distill.train.augment": raw["student"]["train"].get("augment", {})},
     }
     if raw["distill"].get("use_transfer") and raw["data"].get("transfer_size"):
-        out["no transfer set"] = {"distill.use_transfer": False}
+        out["no transfer set"] = {"distill.use_transfer": False}  # same epochs: far fewer steps
+        steps_as_kd = round(raw["distill"]["train"]["epochs"] * (1 + counts["transfer"] / counts["train"]))
+        out["no transfer set, as many steps"] = {"distill.use_transfer": False, "distill.train.epochs": steps_as_kd}
         out["labeled 25 % of each batch"] = {"distill.labeled_fraction": 0.25}
     out[f"born-again ({GENERATIONS} generations)"] = {"born_again.generations": GENERATIONS}
     return out
@@ -114,7 +116,9 @@ def run_seed(raw: dict, name: str, seed: int, shared: dict[str, Path], work: Pat
     C.stage("train_baseline", base, {"data": data}, {"model": work / "baseline", "checkpoints": work / "ckb"})
     acc0 = test_accuracy(work / "baseline", data)
     rows = {"no-KD baseline (augmentation)": {"accuracy": acc0, "kd_gain": 0.0}}
-    for method, over in variants(raw, name).items():
+    from kdflow.data.module import load_info
+
+    for method, over in variants(raw, name, load_info(data)["counts"]).items():
         if only and not any(method.startswith(o) for o in only):
             continue
         cfg = C.with_overrides(base, over)
