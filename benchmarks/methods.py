@@ -59,7 +59,8 @@ def variants(raw: dict, name: str, counts: dict[str, int]) -> dict[str, dict]:
     if raw["distill"].get("use_transfer") and raw["data"].get("transfer_size"):
         out["no transfer set"] = {"distill.use_transfer": False}  # same epochs: far fewer steps
         steps_as_kd = round(raw["distill"]["train"]["epochs"] * (1 + counts["transfer"] / counts["train"]))
-        out["no transfer set (as many steps as kd)"] = {"distill.use_transfer": False, "distill.train.epochs": steps_as_kd}
+        out["no transfer set (as many steps as kd)"] = {"distill.use_transfer": False,
+                                                        "distill.train.epochs": steps_as_kd}
         out["labeled 25 % of each batch"] = {"distill.labeled_fraction": 0.25}
     out[f"born-again ({GENERATIONS} generations)"] = {"born_again.generations": GENERATIONS}
     return out
