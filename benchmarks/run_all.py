@@ -52,11 +52,29 @@ def markdown_of(name: str, results: Path, stdout: str) -> str:
     return "\n".join(keep)
 
 
+def collect(names: list[str], results: Path) -> int:
+    """TABLES.md from benchmarks run separately, each section stamped with its own date, machine and load."""
+    parts = ["# kdflow benchmarks (collected from separate runs)"]
+    for name in names:
+        doc = json.loads((results / f"{name}.json").read_text())
+        m = doc["machine"]
+        parts.append(f"{doc['markdown']}\n\n_{name}.json: {doc['date']} · {m['cpu']} · {m['cores']} cores · torch "
+                     f"{m['torch']} · load average at the end {m['load_avg_1m']:.1f}_")
+    text = "\n\n".join(parts)
+    (results / "TABLES.md").write_text(text + "\n")
+    print(text, flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     C.add_common_args(p)
     p.add_argument("--only", help="comma-separated subset of " + ", ".join([*OURS, *EXTERNAL]))
+    p.add_argument("--collect", nargs="+", metavar="NAME",
+                   help="run nothing: write TABLES.md from results/<NAME>.json of runs made one by one")
     a = p.parse_args(argv)
+    if a.collect:
+        return collect(a.collect, a.results)
     size = C.size_of(a)
     flags = ["--dry"] if a.dry else ["--quick"] if a.quick else []
     chosen = a.only.split(",") if a.only else [*OURS, *EXTERNAL]
