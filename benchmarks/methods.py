@@ -213,7 +213,7 @@ def merge(paths: list[Path], results: Path) -> int:
     docs = [json.loads(Path(p).read_text()) for p in paths]
     out = {"size": docs[0]["size"], "seeds": docs[0]["seeds"], "sets": {}, "merged_from": [str(p) for p in paths]}
     md = []
-    for name in docs[0]["sets"]:
+    for name in dict.fromkeys(n for d in docs for n in d["sets"]):  # every set, in first-seen order
         parts = [d["sets"][name] for d in docs if name in d["sets"]]
         per_seed = [{k: v for part in parts for k, v in part["per_seed"][i].items()}
                     for i in range(min(len(part["per_seed"]) for part in parts))]
