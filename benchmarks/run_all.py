@@ -60,10 +60,20 @@ def collect(names: list[str], results: Path) -> int:
         m = doc["machine"]
         parts.append(f"{doc['markdown']}\n\n_{name}.json: {doc['date']} · {m['cpu']} · {m['cores']} cores · torch "
                      f"{m['torch']} · load average at the end {m['load_avg_1m']:.1f}_")
-    text = "\n\n".join(parts)
-    (results / "TABLES.md").write_text(text + "\n")
-    print(text, flush=True)
+    publish("\n\n".join(parts), results)
     return 0
+
+
+def publish(text: str, results: Path) -> None:
+    """results/TABLES.md, and the README's block between the BENCH markers (when it has them)."""
+    (results / "TABLES.md").write_text(text + "\n")
+    readme = C.ROOT / "README.md"
+    start, end = "<!-- BENCH:START -->", "<!-- BENCH:END -->"
+    doc = readme.read_text()
+    if results.resolve() == C.RESULTS.resolve() and start in doc and end in doc:
+        body = text.split("\n", 1)[1]  # without the title: README's own heading stands above it
+        readme.write_text(doc[:doc.index(start) + len(start)] + "\n" + body.strip() + "\n" + doc[doc.index(end):])
+    print(text, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.strftime('%Y-%m-%d %H:%M %Z')} · {m['cpu']} · {m['cores']} cores · torch {m['torch']} · "
             f"{C.THREADS} threads · load average at the end {m['load_avg_1m']:.1f}")
     text = "\n\n".join([head, *sections, "### Time taken\n\n" + C.table(["benchmark", "minutes", "status"], timing)])
-    (a.results / "TABLES.md").write_text(text + "\n")
-    print("\n" + text, flush=True)
+    publish(text, a.results)
     return 1 if failed else 0
 
 
