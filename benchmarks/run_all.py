@@ -58,7 +58,8 @@ def collect(names: list[str], results: Path) -> int:
     for name in names:
         doc = json.loads((results / f"{name}.json").read_text())
         m = doc["machine"]
-        parts.append(f"{doc['markdown']}\n\n_{name}.json: {doc['date']} · {m['cpu']} · {m['cores']} cores · torch "
+        md = doc.get("markdown", f"### {name}: no tables stored")
+        parts.append(f"{md}\n\n_{name}.json: {doc['date']} · {m['cpu']} · {m['cores']} cores · torch "
                      f"{m['torch']} · load average at the end {m['load_avg_1m']:.1f}_")
     publish("\n\n".join(parts), results)
     return 0

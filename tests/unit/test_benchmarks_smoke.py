@@ -80,3 +80,15 @@ def test_methods_dry(tmp_path, isolated):
     assert all(0 <= r["accuracy"] <= 1 and r["kd_gain"] == pytest.approx(r["accuracy"] - rows[
         "no-KD baseline (augmentation)"]["accuracy"]) for r in rows.values())
     assert "| kd |" in doc["markdown"]
+
+
+def test_run_all_collect_stamps_each_section(tmp_path):
+    """--collect: TABLES.md from separate runs, each with its own date/machine/load; no README write."""
+    machine = {"cpu": "cpu-x", "cores": 2, "torch": "2.13", "load_avg_1m": 1.5}
+    (tmp_path / "a.json").write_text(json.dumps({"markdown": "### A\n\n| a |", "date": "d1", "machine": machine}))
+    (tmp_path / "b.json").write_text(json.dumps({"date": "d2", "machine": machine}))
+    readme = (REPO / "README.md").read_text()
+    assert run_all.main(["--collect", "a", "b", "--results", str(tmp_path)]) == 0
+    text = (tmp_path / "TABLES.md").read_text()
+    assert "### A\n\n| a |\n\n_a.json: d1 · cpu-x · 2 cores · torch 2.13 · load average at the end 1.5_" in text
+    assert "### b: no tables stored" in text and (REPO / "README.md").read_text() == readme
