@@ -59,12 +59,13 @@ def main(argv=None) -> int:
     rows = [(i + 1, r["startup_s"], r["promote_to_bad_served_s"], r["promote_to_rollback_s"],
              r["rollback_to_good_served_s"], r["requests"], r["failed"], r["reason"], int(r["rollbacks_total"]))
             for i, r in enumerate(results)]
-    print()
-    print(table(["run", "startup s", "promote→bad served s", "promote→rollback s", "rollback→good served s",
-                 "requests", "failed", "reason", "rollbacks"], rows))
-    print()
-    for name, t in doc["targets"].items():
-        print(f"- {name}: {t['value']} (target {t['target']}): {verdict(t['met'])}")
+    lines = [f"### Rollback — bad promotion to automatic rollback, {len(results)} runs", "",
+             table(["run", "startup s", "promote→bad served s", "promote→rollback s", "rollback→good served s",
+                    "requests", "failed", "reason", "rollbacks"], rows), ""]
+    lines += [f"- {name}: {t['value']} (target {t['target']}): {verdict(t['met'])}"
+              for name, t in doc["targets"].items()]
+    doc["markdown"] = "\n".join(lines)
+    print("\n" + doc["markdown"])
     print(f"\nwrote {write_result('rollback', doc, args.results)}")
     return 0
 

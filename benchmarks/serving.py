@@ -257,8 +257,10 @@ def main(argv=None) -> int:
     started = time.time()
     doc = run(args)
     doc["wall_s"] = round(time.time() - started, 1)
+    doc["markdown"] = ("### Serving — student vs teacher servers under `wrk` (median of "
+                       f"{doc['repeats']} rounds)\n\n" + report(doc))
     print()
-    print(report(doc))
+    print(doc["markdown"])
     print(f"\nwrote {write_result('serving', doc, args.results)}")
     return 0
 
