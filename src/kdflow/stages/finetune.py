@@ -10,7 +10,7 @@ from kdflow.data.module import load_info
 from kdflow.io import atomic_dir
 from kdflow.lit.modules import ClassifierModule
 from kdflow.models import load_model
-from kdflow.stages.common import check_classes, need, seed_all, train_and_save
+from kdflow.stages.common import check_classes, ckpt_dir_for, need, seed_all, train_and_save
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
@@ -19,9 +19,12 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     check_classes(spec, load_info(data), f"student {student}")
     t = cfg.finetune.train
     if t.epochs == 0:
-        with atomic_dir(need(outputs, "model", "finetune")) as tmp:
+        out = need(outputs, "model", "finetune")
+        with atomic_dir(out) as tmp:
             for f in student.iterdir():
                 shutil.copy2(f, tmp / f.name)
+        # The checkpoint dir is a declared (persisted) DVC output even when nothing trains.
+        ckpt_dir_for(outputs, out).mkdir(parents=True, exist_ok=True)
         return {"finetuned": False}
     seed_all(cfg.seed)
     base = {k: spec[k] for k in ("name", "kwargs", "input_shape", "num_classes", "classes", "mean", "std")}
