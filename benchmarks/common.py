@@ -322,6 +322,18 @@ def write_result(name: str, doc: dict, results: Path = RESULTS) -> Path:
     return path
 
 
+def finish(name: str, sections: list[str], doc: dict, loaded: bool, results: Path, scratch: Path,
+           keep: bool) -> dict:
+    """Print the tables (with a note when other work loaded the machine), write results/<name>.json, clean up."""
+    md = "\n\n".join(sections + (["Machine loaded during the run (load average > cores): wall times include "
+                                   "other processes' work."] if loaded else []))
+    print(md, flush=True)
+    doc = {**doc, "markdown": md}
+    write_result(name, doc, results)
+    cleanup(scratch, keep)
+    return doc
+
+
 def size_of(args) -> str:
     return "dry" if args.dry else "quick" if args.quick else "full"
 

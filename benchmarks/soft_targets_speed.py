@@ -112,7 +112,7 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     def row(name: str, key: str, vs: str) -> tuple[str, ...]:
         return (name, f"{best[key]['wall']:,.0f}", f"{best[key].get('cpu', float('nan')):,.0f}", vs)
 
-    md = "\n\n".join([
+    return C.finish("soft_targets_speed", [
         f"### Soft-target throughput — teacher MLP 1200-1200, {n:,} samples 28×28, batch "
         f"{cfg.soft_targets.batch_size}, {C.THREADS} threads",
         C.table(["path", f"samples/s (best of {repeats})", "samples per CPU s", "ratio"], [
@@ -127,15 +127,9 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
             (f"1 × {C.THREADS} threads", f"{one['wall_seconds']:.1f}", f"{one['inference_seconds']:.1f}", "1.00"),
             ("2 shards × 1 thread", f"{two['wall_seconds']:.1f}", f"{two['inference_seconds']:.1f}",
              f"{ratio['shard_speedup']:.2f} (inference {ratio['shard_speedup_inference']:.2f})")]),
-    ] + (["Machine loaded during the run (load average > cores): wall times include other processes' work."]
-         if judge == "cpu" else []))
-    print(md, flush=True)
-    doc = {"size": size, "samples": n, "samples_per_second": speed, "best": best, "ratios": ratio,
-           "one_process": runs["one"], "two_shards": runs["two"], "judged_on": judge,
-           "targets": {"stage/script ≥ 0.90": met}, "markdown": md}
-    C.write_result("soft_targets_speed", doc, results)
-    C.cleanup(scratch, keep)
-    return doc
+    ], {"size": size, "samples": n, "samples_per_second": speed, "best": best, "ratios": ratio,
+        "one_process": runs["one"], "two_shards": runs["two"], "judged_on": judge,
+        "targets": {"stage/script ≥ 0.90": met}}, judge == "cpu", results, scratch, keep)
 
 
 def main(argv: list[str] | None = None) -> int:

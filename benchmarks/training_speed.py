@@ -122,18 +122,13 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     ratio_rows = [(name, f"{ratios[name]['wall']:.3f}", f"{ratios[name]['cpu']:.3f}",
                    f"≤ {limit} on {judge}: {C.verdict(targets[name])}" if limit else "—")
                   for name, (_, _, limit) in pairs.items()]
-    md = "\n\n".join([
+    return C.finish("training_speed", [
         f"### Training cost — student MLP 800-800, {samples:,} samples 28×28, batch 128, {C.THREADS} threads",
         C.table(["student epoch (fastest of " f"{rounds * (epochs - 1)})", "wall s", "CPU s", "samples/s"], rows),
         C.table(["ratio", "wall", "CPU", "target"], ratio_rows),
-    ] + (["Machine loaded during the run (load average > cores): wall times include other processes' work."]
-         if loaded else []))
-    print(md, flush=True)
-    doc = {"size": size, "samples": samples, "epochs_per_run": epochs, "rounds": rounds, "epoch_seconds": epochs_s,
-           "best_epoch_seconds": best, "ratios": ratios, "judged_on": judge, "targets": targets, "markdown": md}
-    C.write_result("training_speed", doc, results)
-    C.cleanup(scratch, keep)
-    return doc
+    ], {"size": size, "samples": samples, "epochs_per_run": epochs, "rounds": rounds, "epoch_seconds": epochs_s,
+        "best_epoch_seconds": best, "ratios": ratios, "judged_on": judge, "targets": targets},
+        loaded, results, scratch, keep)
 
 
 def main(argv: list[str] | None = None) -> int:

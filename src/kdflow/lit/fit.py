@@ -7,6 +7,7 @@ cleared once the stage has written its output.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from kdflow.errors import KdflowError
 from kdflow.tracking import tracking_uri
 
 
+@functools.cache  # once per process: each filterwarnings call would add another filter
 def _quiet() -> None:
     """Lightning's start-up chatter (accelerator lines, litlogger/litmodels adverts) and two warnings that do
     not apply here: batches come from in-memory tensors (no loader workers needed) and nothing is logged

@@ -23,11 +23,8 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, tempe
     loss (and of its backward) is a measurable share of the step.
     """
     s = student.float()
-    labeled = y >= 0
-    if bool(labeled.all()):
-        ce = F.cross_entropy(s, y, reduction="sum")
-    else:
-        ce = (F.cross_entropy(s, y.clamp(min=0), reduction="none") * labeled).sum()
+    # unlabeled → cross_entropy's ignore_index: no per-sample mask, and no host sync to test for them
+    ce = F.cross_entropy(s, torch.where(y >= 0, y, -100), reduction="sum", ignore_index=-100)
     if alpha == 0:
         return ce / len(y)
     t = temperature
