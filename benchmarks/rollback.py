@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # common, tests.support
 from common import TMP, add_common_args, table, verdict, write_result  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args(argv)
     os.environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
-    from kdflow.monitoring import scenario
+    from tests.support import scenario
 
     runs = 1 if (args.quick or args.dry) else args.runs
     TMP.mkdir(parents=True, exist_ok=True)

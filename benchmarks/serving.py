@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # common, tests.support
 from common import TMP, add_common_args, table, verdict, write_result  # noqa: E402
 
 SHAPE = [1, 28, 28]
@@ -164,7 +164,7 @@ def median_rows(samples: list[dict]) -> list[dict]:
 
 
 def run(args) -> dict:
-    from kdflow.monitoring import harness
+    from tests.support import harness
 
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package: wrk)")

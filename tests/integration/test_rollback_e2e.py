@@ -2,7 +2,7 @@
 bad v2, the real `prometheus` (1 s scrape + evaluation, the source rules re-timed to seconds) and
 `prometheus-alertmanager`, the model server and the rollback controller. Under steady traffic v2
 is promoted; the controller must roll it back within 60 s, the server must swap back, and not one
-request may fail over the whole run. Scenario code: kdflow.monitoring.scenario (shared with
+request may fail over the whole run. Scenario code: tests/support/scenario.py (shared with
 benchmarks/rollback.py)."""
 
 import os
@@ -10,7 +10,8 @@ import shutil
 
 import pytest
 
-from kdflow.monitoring import rules, scenario
+from kdflow.monitoring import rules
+from tests.support import scenario
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")

@@ -31,17 +31,20 @@ def samples(text: str, name: str) -> dict[tuple, float]:
 def test_controller_http(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = MonitorConfig(model_name="nothing-registered", prometheus_url=f"http://127.0.0.1:{closed_port()}",
-                        interval_s=0.2, query_timeout_s=1)
+                        interval_s=0.2, query_timeout_s=1, token="s3cret")
     app = create_app(cfg)
-    with TestClient(app) as c:
+    with TestClient(app, headers={"authorization": "Bearer s3cret"}) as c:
         assert c.get("/healthz").status_code == 200
-        assert c.post("/alertmanager", content=b"not json").status_code == 400
+        assert c.post("/alertmanager", content=b"not json", headers={"content-type": "application/json"}
+                      ).status_code == 400
         r = c.post("/alertmanager", json={"version": "3", "alerts": []})
         assert r.status_code == 400 and "version" in r.json()["error"]
         r = c.post("/alertmanager", json={"version": "4", "status": "firing", "alerts": [
             {"status": "firing", "labels": {"alertname": "KdflowHighErrorRate", "model_version": "1",
                                             "rollback": "true"}}]})
         assert r.status_code == 200 and r.json()["action"] == "none" and "no champion" in r.json()["reason"]
+        assert c.post("/alertmanager", json={"version": "4", "alerts": []},
+                      headers={"authorization": "Bearer wrong"}).status_code == 401
         deadline = time.monotonic() + 30
         while app.state.controller.last is None or app.state.controller.last.reason != "no champion alias set":
             assert time.monotonic() < deadline, "the poll loop never ran"
@@ -69,7 +72,10 @@ def test_unreachable_prometheus_is_inconclusive_and_counted():
     controller.stop()
 
 
-def test_cli_validation(capsys):
+def test_cli_validation(capsys, monkeypatch):
+    monkeypatch.delenv("KDFLOW_WEBHOOK_TOKEN", raising=False)
     assert main(["--model-name", "m", "--interval", "0"]) == 2
     assert "--interval must be > 0" in capsys.readouterr().err
+    assert main(["--model-name", "m"]) == 2
+    assert "KDFLOW_WEBHOOK_TOKEN is not set" in capsys.readouterr().err
     assert main(["--help"]) == 0

@@ -23,7 +23,7 @@ def promoted(now: float = 100.0) -> State:
 def test_breach_inside_window_rolls_back_to_previous_champion():
     state, d = step(promoted(), Evidence("2", "1", alerts=(AGREEMENT,)), 130.0)
     assert (d.action, d.version, d.target, d.alerts) == ("rollback", "2", "1", ("KdflowTeacherAgreementLow",))
-    assert state.champion == "1" and state.watch_from is None and state.last_rollback_at == 130.0
+    assert state.champion == "1" and state.watch_from == 130.0 and state.last_rollback_at == 130.0
 
 
 def test_idempotent_same_alert_again_does_nothing():
@@ -33,11 +33,19 @@ def test_idempotent_same_alert_again_does_nothing():
     assert d.action == "none" and "already handled" in d.reason
 
 
-def test_restored_version_is_not_watched():
+def test_restored_version_is_watched_too():
     state, _ = step(promoted(), Evidence("2", "1", alerts=(AGREEMENT,)), 130.0)
+    _, d = step(state, Evidence("1", None), 140.0)
+    assert d.action == "none" and "healthy (10s into its watch window)" in d.reason
     v1_alert = Alert("KdflowHighErrorRate", {"model_version": "1", "rollback": "true"})
-    _, d = step(state, Evidence("1", None, alerts=(v1_alert,)), 140.0)
-    assert d.action == "none" and "not under watch" in d.reason
+    _, d = step(state, Evidence("1", "0", alerts=(v1_alert,)), 140.0 + POLICY.cooldown_s)
+    assert (d.action, d.version, d.target) == ("rollback", "1", "0")  # bad too: on to the one before
+
+
+def test_a_webhook_without_a_breach_is_not_evidence_of_health():
+    other = Alert("KdflowTeacherAgreementLow", {"model_version": "1", "rollback": "true"})
+    _, d = step(promoted(), Evidence("2", "1", alerts=(other,), has_data=None, trigger="alertmanager"), 130.0)
+    assert d.action == "inconclusive" and d.cause == "no_evidence" and "healthy" not in d.reason
 
 
 def test_outside_watch_window_no_rollback():

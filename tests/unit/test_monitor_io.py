@@ -6,10 +6,10 @@ import pytest
 
 from kdflow.monitoring import rules
 from kdflow.monitoring.alertmanager import BadPayload, firing_alerts
+from kdflow.monitoring.champion import _epoch
 from kdflow.monitoring.events import event_body
 from kdflow.monitoring.prom import Prometheus, PrometheusError
-from kdflow.monitoring.registry import _epoch
-from kdflow.monitoring.scenario import metric_sum
+from tests.support.scenario import metric_sum
 
 # Shape of a real Alertmanager v4 webhook body (as sent by prometheus-alertmanager 0.25).
 PAYLOAD = {

@@ -1,2 +1,2 @@
 """Watching a served student: alert rules (source + PrometheusRule), the rollback controller
-(`kdflow monitor`), and the process harness shared by the end-to-end test and the benchmarks."""
+(`kdflow monitor`) and its MLflow side (`champion`: read the champion alias, roll it back)."""

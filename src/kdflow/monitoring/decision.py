@@ -5,9 +5,11 @@ Rules of the game:
 - a champion the controller did not put there is a promotion; it is watched for `watch_window_s`
   from its promotion time (the `kdflow.promoted_at` tag when present, else first sight);
 - a version is rolled back when a rollback-labelled alert fires for it inside that window, to the
-  version its `kdflow.previous_champion` tag names; the version restored is not watched;
+  version its `kdflow.previous_champion` tag names (the controller checks that target, or an older
+  one, can serve); the version restored is watched from the rollback on, like a promotion;
 - one rollback per version (idempotent), none within `cooldown_s` of the last one;
-- no alert *and* no evidence (Prometheus down, no data, monitoring blind) is inconclusive, never healthy.
+- no alert *and* no evidence (Prometheus down, no data, monitoring blind, or a webhook that carries
+  alerts only) is inconclusive, never healthy.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Evidence:
     promoted_at: float | None = None     # epoch seconds, when the registry recorded it
     alerts: tuple[Alert, ...] = ()       # firing alerts (all versions)
     prometheus_error: str | None = None  # set when Prometheus could not be asked
-    has_data: bool = True                # Prometheus holds live traffic for the champion
+    has_data: bool | None = True         # Prometheus holds live traffic for the champion (None: not asked)
     trigger: str = "poll"                # "poll" | "alertmanager"
 
 
@@ -56,7 +58,8 @@ class Decision:
     version: str | None = None
     target: str | None = None
     alerts: tuple[str, ...] = ()
-    cause: str | None = None    # inconclusive: prometheus_unreachable | monitoring_blind | no_data
+    cause: str | None = None    # inconclusive: prometheus_unreachable | monitoring_blind | no_data | no_evidence
+                                #   | registry_unreachable
 
 
 def observe(state: State, ev: Evidence, now: float) -> State:
@@ -90,6 +93,10 @@ def decide(state: State, ev: Evidence, now: float, policy: Policy) -> Decision:
         if blind:
             return Decision("inconclusive", f"monitoring is blind ({', '.join(blind)} firing)", v,
                             cause="monitoring_blind")
+        if ev.has_data is None:
+            return Decision("inconclusive", f"no alert for version {v} in this {ev.trigger} message, and no "
+                            "Prometheus evidence either way: health unknown until the next poll", v,
+                            cause="no_evidence")
         if not ev.has_data:
             return Decision("inconclusive", f"Prometheus has no traffic data for version {v}", v, cause="no_data")
         return Decision("none", f"version {v} healthy ({age:.0f}s into its watch window)", v)
@@ -107,8 +114,8 @@ def decide(state: State, ev: Evidence, now: float, policy: Policy) -> Decision:
 
 def after(state: State, decision: Decision, now: float) -> State:
     """The state once `decision` has been carried out (rollback) or reported (dry run)."""
-    if decision.action == "rollback":
-        return replace(state, champion=decision.target, watch_from=None, last_rollback_at=now,
+    if decision.action == "rollback":  # the restored version is watched too: it may be bad in its own way
+        return replace(state, champion=decision.target, watch_from=now, last_rollback_at=now,
                        handled=state.handled | {decision.version})
     if decision.action == "dry_run":
         return replace(state, handled=state.handled | {decision.version})

@@ -30,6 +30,7 @@ from kdflow.errors import KdflowError
 from kdflow.serving.batcher import MicroBatcher
 from kdflow.serving.config import ServeConfig, parse_args
 from kdflow.serving.feedback import FeedbackStore, Prediction
+from kdflow.serving.limits import run_uvicorn, uvicorn_config
 from kdflow.serving.metrics import NullMetrics, ServerMetrics, VersionMetrics
 from kdflow.serving.shadow import ShadowRunner
 from kdflow.serving.source import Loader, Served, parse_source
@@ -41,6 +42,7 @@ from kdflow.serving.validation import (
     dumps,
     parse_feedback,
     parse_inputs,
+    read_body,
 )
 
 log = logging.getLogger("kdflow.serving")
@@ -64,7 +66,7 @@ class Server:
         self.metrics: ServerMetrics | NullMetrics = ServerMetrics() if cfg.metrics else NullMetrics()
         self._versions: dict[str, VersionMetrics] = {}
         self.swapper = Swapper(Loader(parse_source(cfg.model), cfg.teacher, warm_rows=cfg.max_batch, jit=cfg.jit),
-                               cfg.alias_poll_s, self._serving, self.metrics.loaded)
+                               cfg.alias_poll_s, self._serving, self.metrics.loaded, self.metrics.refused)
         if self.swapper.loader.source.kind == "dir":
             self.swapper.load_now()  # a bad path fails the command, not a readiness probe later
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="kdflow-forward")
@@ -98,7 +100,8 @@ class Server:
         return Response(dumps({"error": message, "status": status}), status, media_type=JSON)
 
     async def _body(self, request: Request, limit: int) -> bytes:
-        return await _read(request.receive, request.headers.get("content-length"), limit)
+        return await read_body(request.receive, request.headers.get("content-length"), limit,
+                               self.cfg.limits.body_timeout_s)
 
     def _limit(self, served: Served) -> int:
         return self.cfg.max_body_bytes or body_limit(served.input_shape, self.cfg.max_request_items)
@@ -123,7 +126,8 @@ class Server:
             headers = dict(scope["headers"])
             content_type = headers.get(b"content-type")
             check_content_type(content_type.decode("latin-1") if content_type is not None else None)
-            body = await _read(receive, headers.get(b"content-length"), self._limit(served))
+            body = await read_body(receive, headers.get(b"content-length"), self._limit(served),
+                                   self.cfg.limits.body_timeout_s)
             x = parse_inputs(body, served.input_shape, self.cfg.max_request_items)
         except BadRequest as exc:
             return self._fail(exc.status, exc.message, served.version)
@@ -188,6 +192,9 @@ class Server:
         served = self.swapper.current
         if served is None:
             return Response(dumps({"ready": False, "reason": "no model loaded yet"}), 503, media_type=JSON)
+        if self.swapper.gone is not None:  # still answers, but should leave the Service's endpoints
+            return Response(dumps({"ready": False, "reason": self.swapper.gone, "model_version": served.version}),
+                            503, media_type=JSON)
         return Response(dumps({"ready": True, "model_name": served.name, "model_version": served.version,
                                "teacher": served.teacher_uri}), media_type=JSON)
 
@@ -209,28 +216,6 @@ class Server:
             await self.batcher.stop()
             self.shadow.stop()
             self.executor.shutdown(wait=False)
-
-
-async def _read(receive, length: bytes | str | None, limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes (by Content-Length first, then as it streams)."""
-    if length is not None:
-        length = length.decode("latin-1") if isinstance(length, bytes) else length
-        if not length.isdigit():
-            raise BadRequest(400, "Content-Length must be a non-negative integer")
-        if int(length) > limit:
-            raise BadRequest(413, f"body of {length} bytes exceeds the limit of {limit}")
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise BadRequest(400, "client disconnected before the body was complete")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(413, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class _ASGIEndpoint:
@@ -293,17 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     except KdflowError as exc:
         print(f"kdflow serve: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
     log.info("serving %s on http://%s:%d (torch threads %d, max batch %d, max wait %.1f ms, shadow rate %.2f)",
              cfg.model, cfg.host, cfg.port, torch.get_num_threads(), cfg.max_batch, cfg.max_wait_ms,
              cfg.shadow_rate)
-    try:
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, access_log=False,
-                    timeout_graceful_shutdown=10)
-    except SystemExit as exc:  # uvicorn exits on startup failures such as a port in use
-        return int(exc.code or 1)
-    return 0
+    return run_uvicorn(uvicorn_config(app, cfg.host, cfg.port, cfg.limits, cfg.log_level))
 
 
 if __name__ == "__main__":

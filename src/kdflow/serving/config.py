@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from kdflow.serving.limits import HttpLimits
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ServeConfig:
     metrics: bool = True
     jit: bool = True                 # TorchScript-trace the models (falls back to eager when unusable)
     log_level: str = "info"
+    limits: HttpLimits = field(default_factory=HttpLimits)  # HTTP timeouts and size/concurrency limits
 
     def torch_threads(self) -> int:
         return self.threads or max(1, available_cpus() - 1)
@@ -91,8 +94,34 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-metrics", dest="metrics", action="store_false", help="disable Prometheus instrumentation")
     p.add_argument("--no-jit", dest="jit", action="store_false", help="serve eager modules (no TorchScript trace)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_limit_args(p)
     return p
 
 
+def add_limit_args(p: argparse.ArgumentParser) -> None:
+    """HTTP limits (kdflow.serving.limits.HttpLimits; the server and the controller share them)."""
+    d = HttpLimits()
+    g = p.add_argument_group("HTTP limits")
+    g.add_argument("--header-timeout", dest="header_timeout_s", type=_positive(float), default=d.header_timeout_s,
+                   help=f"seconds for a request's line + headers to arrive (default {d.header_timeout_s:g}; then 408)")
+    g.add_argument("--body-timeout", dest="body_timeout_s", type=_positive(float), default=d.body_timeout_s,
+                   help=f"seconds for a request body to arrive (default {d.body_timeout_s:g}; then 408)")
+    g.add_argument("--max-header-bytes", type=_positive(int), default=d.max_header_bytes,
+                   help=f"request line + headers (default {d.max_header_bytes}; then 431)")
+    g.add_argument("--limit-concurrency", type=_positive(int), default=d.limit_concurrency,
+                   help=f"connections + in-flight requests (default {d.limit_concurrency}; then 503)")
+    g.add_argument("--backlog", type=_positive(int), default=d.backlog, help=f"listen backlog (default {d.backlog})")
+    g.add_argument("--keep-alive", dest="keep_alive_s", type=_positive(float), default=d.keep_alive_s,
+                   help=f"seconds an idle keep-alive connection stays open (default {d.keep_alive_s:g})")
+
+
+def split_limits(args: dict) -> tuple[dict, HttpLimits]:
+    """Parsed arguments → (the rest, HttpLimits)."""
+    names = {f.name for f in fields(HttpLimits)}
+    return ({k: v for k, v in args.items() if k not in names},
+            HttpLimits(**{k: v for k, v in args.items() if k in names}))
+
+
 def parse_args(argv: list[str]) -> ServeConfig:
-    return ServeConfig(**vars(parser().parse_args(argv)))
+    rest, limits = split_limits(vars(parser().parse_args(argv)))
+    return ServeConfig(**rest, limits=limits)

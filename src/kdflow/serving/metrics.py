@@ -88,6 +88,12 @@ class ServerMetrics:
         self.ref_share = Gauge("kdflow_reference_class_share", "Predicted class share measured at evaluation",
                                [*v, "class"], registry=r)
         self.loads = Counter("kdflow_model_loads", "Model load attempts by result", ["result"], registry=r)
+        self.swap_refusals = Counter("kdflow_swap_refusals", "Versions refused at swap time: contract differs from "
+                                     "the served one (input_shape, input_dtype, output_size, classes)",
+                                     [*v, "reason"], registry=r)
+        self._refused_now: str | None = None
+        self.swap_refused = Gauge("kdflow_swap_refused", "1 while the model source points at a version this server "
+                                  "refused (it keeps serving the previous one)", v, registry=r)
 
     def for_version(self, served: Served) -> VersionMetrics:
         return VersionMetrics(self, served.version, served.classes)
@@ -97,6 +103,15 @@ class ServerMetrics:
 
     def loaded(self, result: str) -> None:
         self.loads.labels(result).inc()
+
+    def refused(self, version: str | None, reason: str, new: bool) -> None:
+        if new:
+            self.swap_refusals.labels(version, reason).inc()
+        if version != self._refused_now:  # called every poll: touch the gauge only when it changes
+            self.swap_refused.clear()
+            if version is not None:
+                self.swap_refused.labels(version).set(1)
+            self._refused_now = version
 
     def serving(self, served: Served) -> None:
         """Point model info and reference gauges at the version now served (the old series go away)."""
@@ -134,6 +149,7 @@ class NullMetrics:
 
     def request(self, version: str, endpoint: str, code: int) -> None: ...
     def loaded(self, result: str) -> None: ...
+    def refused(self, version: str | None, reason: str, new: bool) -> None: ...
     def serving(self, served: Served) -> None: ...
     def render(self) -> bytes:
         return b""

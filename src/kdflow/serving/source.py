@@ -25,11 +25,38 @@ from torch import nn
 
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
-from kdflow.models import load_model
+from kdflow.redact import redact
+from kdflow.serving.trust import check_uri, load_trusted
 
 log = logging.getLogger("kdflow.serving")
 
 _REGISTRY = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+# MLflow's answer for a missing model/version (RESOURCE_DOES_NOT_EXIST) or alias (INVALID_PARAMETER_VALUE);
+# any other error means the registry could not be asked.
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+class VersionGone(KdflowError):
+    """The registry answered: the alias is unset or the version does not exist (any more)."""
+
+
+def registry_version(name: str, alias: str | None = None, version: str | None = None) -> str:
+    """The version `name@alias` points at, or `version` after checking it exists. Raises VersionGone when the
+    registry says no, KdflowError naming the store when it cannot be reached."""
+    from mlflow.exceptions import MlflowException
+
+    from kdflow import tracking
+
+    what = f"{name}@{alias}" if alias else f"{name}/{version}"
+    try:
+        c = tracking.client()
+        mv = c.get_model_version_by_alias(name, alias) if alias else c.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND:
+            raise VersionGone(f"models:/{what} is not in the registry (alias unset or version deleted)") from None
+        raise KdflowError(f"MLflow registry at {redact(tracking.tracking_uri())} unreachable while resolving "
+                          f"models:/{what}: {redact(str(exc).splitlines()[0])[:300]}") from None
+    return str(mv.version)
 
 
 @dataclass(frozen=True)
@@ -40,7 +67,8 @@ class Source:
 
     @property
     def watched(self) -> bool:
-        return self.kind == "alias"
+        """Registry sources are polled: an alias may move, a version may be deleted."""
+        return self.kind != "dir"
 
 
 def parse_source(text: str) -> Source:
@@ -118,6 +146,7 @@ class Served:
     version: str
     classes: list[str]
     input_shape: tuple[int, ...]
+    input_dtype: str = "float32"
     teacher: nn.Module | None = None
     teacher_uri: str | None = None
     reference: Reference = Reference()
@@ -125,6 +154,21 @@ class Served:
     @property
     def arch(self) -> str:
         return str(self.spec.get("name", "unknown"))
+
+
+def contract_change(old: Served, new: Served) -> tuple[str, str] | None:
+    """(what, why) clients of `old` would break on `new`, None when they would not: a hot swap keeps the
+    request/response contract (the output size is the class count, checked by the load's smoke test);
+    changing it is a new deployment."""
+    if new.input_shape != old.input_shape:
+        return "input_shape", f"input shape {list(new.input_shape)} != serving {list(old.input_shape)}"
+    if new.input_dtype != old.input_dtype:
+        return "input_dtype", f"input dtype {new.input_dtype} != serving {old.input_dtype}"
+    if len(new.classes) != len(old.classes):
+        return "output_size", f"{len(new.classes)} classes != serving {len(old.classes)}"
+    if new.classes != old.classes:
+        return "classes", f"class names {new.classes[:10]} != serving {old.classes[:10]}"
+    return None
 
 
 def compile_for_serving(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
@@ -145,11 +189,16 @@ def compile_for_serving(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Mo
     return traced
 
 
-def _warm(model: nn.Module, input_shape: tuple[int, ...], rows: int) -> None:
-    # The first calls of a fresh module pay one-off allocation costs; pay them before serving.
+def smoke_test(model: nn.Module, input_shape: tuple[int, ...], rows: int, classes: int) -> None:
+    """The first calls of a fresh module pay one-off allocation costs; pay them before serving. Doubles as
+    the smoke test: the outputs must be finite, one score per class."""
     with torch.inference_mode():
         for b in {1, rows}:
-            model(torch.zeros((b, *input_shape)))
+            out = model(torch.zeros((b, *input_shape)))
+            if tuple(out.shape) != (b, classes) or not bool(torch.isfinite(out).all()):
+                raise KdflowError(f"smoke prediction on zeros{(b, *input_shape)} gave output {tuple(out.shape)}"
+                                  f"{'' if bool(torch.isfinite(out).all()) else ' with NaN/Inf'}, expected "
+                                  f"{(b, classes)} finite scores")
 
 
 def _compatible(teacher_spec: dict, spec: dict) -> bool:
@@ -170,16 +219,11 @@ class Loader:
 
     def resolve(self) -> str:
         """The version the source points at now."""
-        from kdflow import tracking
-
         if self.source.kind == "dir":
             return self._dir_version()
         if self.source.kind == "version":
-            return str(self.source.ref)
-        version = tracking.resolve_alias(self.source.location, str(self.source.ref))
-        if version is None:
-            raise KdflowError(f"alias {self.source.location}@{self.source.ref} is not set")
-        return version
+            return registry_version(self.source.location, version=str(self.source.ref))
+        return registry_version(self.source.location, alias=str(self.source.ref))
 
     def _dir_version(self) -> str:
         spec_version = _spec_version(Path(self.source.location))
@@ -187,7 +231,7 @@ class Loader:
 
     def load(self, version: str) -> Served:
         if self.source.kind == "dir":
-            model, spec = load_model(self.source.location)
+            model, spec = load_trusted(self.source.location, f"model directory {self.source.location}")
             return self._finish(model, spec, Path(self.source.location).name, version,
                                 spec.get("reference") or {}, self.teacher_dir, self.teacher_dir)
         from kdflow import tracking
@@ -195,12 +239,19 @@ class Loader:
         name = self.source.location
         tmp = Path(tempfile.mkdtemp(prefix="kdflow-serve-"))
         try:
-            model, spec = load_model(tracking.download_model(f"models:/{name}/{version}", tmp))
+            model, spec = load_trusted(tracking.download_model(f"models:/{name}/{version}", tmp),
+                                       f"models:/{name}/{version}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # weights are in memory now
         tags = tracking.client().get_model_version(name, version).tags
         refs = {k[len(tracking.REF_PREFIX):]: v for k, v in tags.items() if k.startswith(tracking.REF_PREFIX)}
         uri = tags.get(tracking.TEACHER_TAG)
+        if uri is not None:
+            try:
+                check_uri(uri, f"teacher of models:/{name}/{version} (tag {tracking.TEACHER_TAG})")
+            except KdflowError as exc:
+                log.error("%s; shadow check off for this version", exc)
+                uri = None
         return self._finish(model, spec, name, version, refs or spec.get("reference") or {}, uri, uri)
 
     def _finish(self, model, spec, name, version, refs, teacher_src, teacher_uri) -> Served:
@@ -209,9 +260,10 @@ class Loader:
         teacher = self._teacher(teacher_src, spec) if teacher_src else None
         if self.jit:
             model = compile_for_serving(model, shape)
-        _warm(model, shape, self.warm_rows)
-        return Served(model, spec, name, str(version), classes, shape, teacher,
-                      teacher_uri if teacher is not None else None, reference_from(refs, classes))
+        smoke_test(model, shape, self.warm_rows, len(classes))
+        return Served(model, spec, name, str(version), classes, shape, str(spec.get("input_dtype", "float32")),
+                      teacher, redact(teacher_uri) if teacher is not None and teacher_uri else None,
+                      reference_from(refs, classes))
 
     def _teacher(self, src: str, spec: dict) -> nn.Module | None:
         from kdflow import tracking
@@ -219,19 +271,19 @@ class Loader:
         if src not in self._teachers:
             try:
                 if Path(src).is_dir():
-                    model, tspec = load_model(src)
+                    model, tspec = load_trusted(src, f"teacher {src}")
                 else:
                     tmp = Path(tempfile.mkdtemp(prefix="kdflow-teacher-"))
                     try:
-                        model, tspec = load_model(tracking.download_model(src, tmp))
+                        model, tspec = load_trusted(tracking.download_model(src, tmp), f"teacher {redact(src)}")
                     finally:
                         shutil.rmtree(tmp, ignore_errors=True)
             except KdflowError as exc:
-                log.error("shadow teacher %s unavailable, shadow check off for this version: %s", src, exc)
+                log.error("shadow teacher %s unavailable, shadow check off for this version: %s", redact(src), exc)
                 return None
             if self.jit:
                 model = compile_for_serving(model, tuple(tspec["input_shape"]))
-            _warm(model, tuple(tspec["input_shape"]), 1)
+            smoke_test(model, tuple(tspec["input_shape"]), 1, int(tspec["num_classes"]))
             self._teachers[src] = (model, tspec)
             while len(self._teachers) > 2:
                 self._teachers.popitem(last=False)

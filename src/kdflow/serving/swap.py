@@ -3,6 +3,10 @@ another version, loads that version beside the current one and swaps a single re
 
 Requests read `current` once per forward pass, so a swap never blocks or fails a request: passes
 already running finish on the old version, the next pass uses the new one.
+
+A version whose contract differs from the one served (input shape/dtype, classes) is refused: the
+old version keeps serving and the refusal is counted and exported (the alert makes the controller
+move the alias back). A served version that the registry no longer has makes the server unready.
 """
 
 from __future__ import annotations
@@ -12,20 +16,29 @@ import threading
 import time
 from collections.abc import Callable
 
-from kdflow.serving.source import Loader, Served
+from kdflow.redact import redact
+from kdflow.serving.source import Loader, Served, VersionGone, contract_change
 
 log = logging.getLogger("kdflow.serving")
 
 
+def _nothing(*args) -> None:
+    pass
+
+
 class Swapper:
     def __init__(self, loader: Loader, poll_s: float, on_swap: Callable[[Served], None],
-                 on_load: Callable[[str], None] = lambda result: None):
+                 on_load: Callable[[str], None] = _nothing,
+                 on_refuse: Callable[[str | None, str, bool], None] = _nothing):
         self.loader = loader
         self.poll_s = poll_s
         self.current: Served | None = None
+        self.gone: str | None = None   # why the served version is no longer in the registry (unready)
         self._on_swap = on_swap
         self._on_load = on_load
+        self._on_refuse = on_refuse    # (refused version the source points at, or None; what; newly refused)
         self._failed: dict[str, float] = {}  # version -> monotonic time of its last failed load
+        self.refused: dict[str, str] = {}    # version -> what of its contract differs
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kdflow-swapper", daemon=True)
 
@@ -55,11 +68,18 @@ class Swapper:
         """One poll: resolve the source and swap if it moved. True when a new version was installed."""
         try:
             version = self.loader.resolve()
-        except Exception as exc:  # registry down or alias unset: keep serving what we have
-            log.warning("cannot resolve %s (keeping version %s): %s", self._name(), self._version(), exc)
+        except VersionGone as exc:  # the registry answered: nothing to serve any more; keep answering, unready
+            if self.gone is None:
+                log.error("%s (serving %s): readiness is now false", exc, self._version())
+            self.gone = str(exc)
             return False
+        except Exception as exc:  # registry unreachable: keep serving what we have, still ready
+            log.warning("cannot resolve %s (keeping version %s): %s", self._name(), self._version(), redact(str(exc)))
+            return False
+        self.gone = None
         current = self.current
-        if current is not None and current.version == version:
+        self._on_refuse(version if version in self.refused else None, self.refused.get(version, ""), False)
+        if current is not None and (current.version == version or version in self.refused):
             return False
         failed_at = self._failed.get(version)
         if current is not None and failed_at is not None and time.monotonic() - failed_at < max(10.0, self.poll_s):
@@ -72,7 +92,14 @@ class Swapper:
             self._failed[version] = time.monotonic()
             self._on_load("error")
             log.error("failed to load %s version %s, still serving %s: %s",
-                      self._name(), version, self._version(), exc)
+                      self._name(), version, self._version(), redact(str(exc)))
+            return False
+        problem = contract_change(current, served) if current is not None else None
+        if problem is not None:
+            self.refused[version] = problem[0]
+            self._on_refuse(version, problem[0], True)
+            log.error("REFUSED to swap %s version %s in (still serving %s): its contract differs: %s",
+                      self._name(), version, self._version(), problem[1])
             return False
         self._install(served)
         log.info("now serving %s version %s (loaded in %.2fs)", self._name(), version, time.monotonic() - started)

@@ -3,6 +3,7 @@ what was wrong and what is expected); nothing a client sends may turn into a 5xx
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
@@ -42,21 +43,55 @@ def body_limit(input_shape: tuple[int, ...], max_items: int) -> int:
     return max_items * math.prod(input_shape) * BYTES_PER_NUMBER + 4096
 
 
-def check_content_type(value: str | None) -> None:
+def check_content_type(value: str | None, required: bool = False) -> None:
     if value is None:
+        if required:
+            raise BadRequest(415, "Content-Type must be application/json, got none")
         return
     media = value.split(";", 1)[0].strip().lower()
     if media and media != "application/json" and not media.endswith("+json"):
         raise BadRequest(415, f"Content-Type must be application/json, got '{value[:100]}'")
 
 
-def parse_json_object(body: bytes, example: str) -> dict:
+async def read_body(receive, length: bytes | str | None, limit: int, timeout_s: float) -> bytes:
+    """The request body, refusing more than `limit` bytes (by Content-Length first, then as it streams: a
+    body too large is never held in memory) and a body that takes longer than `timeout_s` to arrive."""
+    if length is not None:
+        length = length.decode("latin-1") if isinstance(length, bytes) else length
+        if not length.isdigit():
+            raise BadRequest(400, "Content-Length must be a non-negative integer")
+        if int(length) > limit:
+            raise BadRequest(413, f"body of {length} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise BadRequest(400, "client disconnected before the body was complete")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise BadRequest(413, f"body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except TimeoutError:
+        raise BadRequest(408, f"request body not received within {timeout_s:g} s") from None
+
+
+def parse_json(body: bytes, example: str) -> Any:
+    """Strict JSON, any nesting depth safely (orjson stops at 1024 levels; the stdlib's RecursionError is caught)."""
     if not body:
         raise BadRequest(400, f"empty body; send a JSON object like {example}")
     try:
-        doc = loads(body)
+        return loads(body)
     except _DECODE_ERRORS as exc:
         raise BadRequest(400, f"body is not valid JSON ({str(exc)[:200]}); send a JSON object like {example}") from None
+
+
+def parse_json_object(body: bytes, example: str) -> dict:
+    doc = parse_json(body, example)
     if not isinstance(doc, dict):
         raise BadRequest(422, f"body must be a JSON object like {example}, got {type(doc).__name__}")
     return doc

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from kdflow.monitoring import harness, rules
+from kdflow.monitoring import rules
+from kdflow.monitoring.champion import ROLLBACK_REASON_TAG
 from kdflow.monitoring.prom import Prometheus
-from kdflow.monitoring.registry import ROLLBACK_REASON_TAG
+from tests.support import harness
 
 CLASSES, LENGTH = 4, 40
 
@@ -226,7 +227,7 @@ def run_rollback(store: Store | None, workdir: Path | None = None, *, name: str 
             rules.retime(rules.load(), window, for_), f"{harness.LOCAL}:{aport}" if alertmanager else None))
         controller = procs.start("controller", harness.controller_cmd(
             name, cport, prom_url, "--interval", "1", "--cooldown", "30", "--watch-window", "600",
-            "--query-timeout", "2"), env)
+            "--query-timeout", "2"), harness.controller_env(MLFLOW_TRACKING_URI=uri))
         if store is None:
             store = build_store(workdir / "store", name)
         harness.wait_http(f"{prom_url}/-/ready", prom, 30)

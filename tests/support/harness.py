@@ -24,6 +24,7 @@ import kdflow
 
 SRC = Path(kdflow.__file__).resolve().parents[1]
 LOCAL = "127.0.0.1"
+WEBHOOK_TOKEN = "kdflow-test-webhook-token"  # what the controller requires and Alertmanager sends
 
 
 def free_port() -> int:
@@ -139,6 +140,10 @@ def server_cmd(model: str, port: int, *extra: str) -> list[str]:
             *extra]
 
 
+def controller_env(**extra: str) -> dict[str, str]:
+    return child_env(KDFLOW_WEBHOOK_TOKEN=WEBHOOK_TOKEN, **extra)
+
+
 def controller_cmd(model_name: str, port: int, prometheus_url: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "kdflow.monitoring.controller", "--model-name", model_name, "--host", LOCAL,
             "--port", str(port), "--prometheus-url", prometheus_url, *extra]
@@ -165,14 +170,19 @@ def prometheus_cmd(workdir: Path, port: int, scrape: dict[str, list[str]], rules
 
 
 def alertmanager_cmd(workdir: Path, port: int, webhook_url: str) -> list[str]:
-    """Alertmanager routing rollback="true" alerts to the controller's webhook, no grouping delay."""
+    """Alertmanager routing rollback="true" alerts to the controller's webhook (with its bearer token, read from a
+    file as in a cluster), no grouping delay."""
     workdir.mkdir(parents=True, exist_ok=True)
+    token = workdir / "webhook-token"
+    token.write_text(WEBHOOK_TOKEN)
+    auth = {"authorization": {"type": "Bearer", "credentials_file": str(token)}}
     config = {
         "route": {"receiver": "null", "group_by": ["alertname", "model_version"], "group_wait": "0s",
                   "group_interval": "1s", "repeat_interval": "1h",
                   "routes": [{"receiver": "kdflow-controller", "matchers": ['rollback="true"']}]},
         "receivers": [{"name": "null"},
-                      {"name": "kdflow-controller", "webhook_configs": [{"url": webhook_url, "send_resolved": False}]}],
+                      {"name": "kdflow-controller", "webhook_configs": [{"url": webhook_url, "send_resolved": False,
+                                                                         "http_config": auth}]}],
     }
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return [need_binary("prometheus-alertmanager"), f"--config.file={workdir / 'alertmanager.yml'}",
