@@ -84,9 +84,49 @@ class Data(Strict):
     repo: str | None = Field(None, description="DVC-tracked source: repo URL or path")
 
 
+class ModelSource(Strict):
+    """An existing model (`kdflow.models.sources`): imported as the teacher, or a role's starting weights."""
+
+    uri: str = Field(min_length=1, description="kdflow model dir | models:/<name>@<alias> | runs:/<id>/<path> | "
+                     "import:<module>:<Class> | timm:<name> | torchvision:<name> | Hugging Face dir (hf:<dir>) | "
+                     "file.pt2 | file.onnx")
+    weights: str | None = Field(None, description="import:/timm:/torchvision: state_dict file (.pt, loaded with "
+                                "weights_only=True, or .safetensors)")
+    kwargs: dict[str, Any] = Field({}, description="constructor kwargs (import:/timm:/torchvision:) or "
+                                   "from_pretrained kwargs (Hugging Face)")
+    strict: bool = Field(True, description="missing/unexpected state_dict keys are an error")
+    classes: list[str] | None = Field(None, description="class names in the model's output order "
+                                      "(default: the model's own, if it has them)")
+    input_shape: list[int] | None = Field(None, description="the input shape the model needs (default: its config)")
+    mean: list[float] | None = Field(None, description="per-channel normalization of [0, 1] inputs (default: the "
+                                     "model's config, else the dataset's; identity for .pt2/.onnx)")
+    std: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _normalization(self) -> ModelSource:
+        if (self.mean is None) != (self.std is None) or (self.mean and len(self.mean) != len(self.std)):
+            raise ValueError("source.mean and source.std go together, one value per channel")
+        if self.std and min(self.std) <= 0:
+            raise ValueError("source.std must be positive")
+        return self
+
+
 class Role(Strict):
-    model: ModelSpec
+    model: ModelSpec | None = Field(None, description="the architecture to train (teacher: or `source`)")
+    source: ModelSource | None = Field(None, description="teacher only: import this model instead of training one")
+    init_from: ModelSource | None = Field(None, description="start training from this model's weights "
+                                          "(its architecture replaces `model`)")
     train: Train = Train()
+
+    def check(self, role: str) -> None:
+        if role == "student" and self.source is not None:
+            raise ValueError("student.source: the student is always trained; start it from existing weights "
+                             "with student.init_from")
+        if self.source is not None and self.init_from is not None:
+            raise ValueError(f"{role}: set source (import, no training) or init_from (train from it), not both")
+        if self.model is None and self.source is None and self.init_from is None:
+            raise ValueError(f"{role} needs model (an architecture to train)"
+                             + (", source (a model to import)" if role == "teacher" else "") + " or init_from")
 
 
 class SoftTargets(Strict):
@@ -233,6 +273,26 @@ class Params(Strict):
     compress: Compress = Compress()
 
     @model_validator(mode="after")
+    def _roles(self) -> Params:
+        self.teacher.check("teacher")
+        self.student.check("student")
+        sources = [(r, k, s) for r in ("teacher", "student") for k in ("source", "init_from")
+                   if (s := getattr(getattr(self, r), k)) is not None]
+        if sources:
+            from kdflow.models.sources import is_program  # lazy: torch only when a source is set
+
+            for role, key, src in sources:
+                if not is_program(src.uri):
+                    continue
+                if key == "init_from":
+                    raise ValueError(f"{role}.init_from '{src.uri}' is an exported program: it cannot be trained")
+                if self.soft_targets.mode == "online" or self.distill.features:
+                    raise ValueError(f"teacher.source '{src.uri}' is an exported program without Python modules: "
+                                     "it can only give offline soft targets (soft_targets.mode: offline, "
+                                     "no distill.features)")
+        return self
+
+    @model_validator(mode="after")
     def _online_needs_teacher(self) -> Params:
         if self.distill.train.augment.enabled and self.soft_targets.mode == "offline":
             raise ValueError(
@@ -254,6 +314,8 @@ def _describe(err: dict) -> str:
         return f"unknown key '{loc}' (value {err['input']!r}); check the spelling against params.yaml"
     if kind == "missing":
         return f"missing key '{loc}'"
+    if not err["loc"]:  # a cross-section check: its message names the keys
+        return msg.removeprefix("Value error, ")
     return f"bad value for '{loc}': {err['input']!r} ({msg})"
 
 

@@ -15,6 +15,7 @@ the **validation** split — the test split is never read. Writes:
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import itertools
 import json
@@ -115,7 +116,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     from kdflow.data.module import KDDataModule, load_info
     from kdflow.io import atomic_dir, write_json
     from kdflow.lit.fit import fit
-    from kdflow.stages.common import need, seed_all, spec_for
+    from kdflow.stages.common import initial_model, need, seed_all
     from kdflow.stages.distill import build_module, offline_table
 
     data, store = need(inputs, "data", "sweep"), need(inputs, "soft_targets", "sweep")
@@ -124,7 +125,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
         raise KdflowError("kdflow sweep reuses cached soft targets: it needs soft_targets.mode: offline "
                           "(an augmented online teacher would be re-run for every trial)")
     info = load_info(data)
-    spec = spec_for(cfg.student.model, info)
+    init, spec = initial_model(cfg.student, info, "student")
     table, manifest = offline_table(Path(data), store, info, cfg.distill.use_transfer)
     todo = points(cfg.sweep)
     keys = list(cfg.sweep.space)
@@ -136,7 +137,8 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             tcfg = with_values(cfg, values, cfg.sweep.epochs)
             d = tcfg.distill
             seed_all(tcfg.seed)
-            module, _ = build_module(tcfg, inputs, info, spec, table=table, manifest=manifest)
+            start = copy.deepcopy(init) if cfg.student.init_from else None  # else fresh per trial seed
+            module, _ = build_module(tcfg, inputs, info, spec, table=table, manifest=manifest, student=start)
             dm = KDDataModule(data, d.train.batch_size, tcfg.seed, d.use_transfer, d.train.num_workers,
                               labeled_fraction=d.labeled_fraction)
             t0 = time.perf_counter()

@@ -1,5 +1,8 @@
 """Model registry and the on-disk model format: `model.json` (spec) + `model.pt` (state_dict only).
 
+A spec with a `program` key names an exported program (`.pt2`/`.onnx`) beside it instead
+(`kdflow.models.programs`); existing models come in through `kdflow.models.sources`.
+
 A model is rebuilt from its spec and its weights are loaded with `weights_only=True`; nothing
 is unpickled. Normalization lives inside the module (buffers), so every consumer — evaluation,
 ONNX export, the server — feeds raw inputs.
@@ -7,8 +10,6 @@ ONNX export, the server — feeds raw inputs.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch import nn
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
 from kdflow.models.archs import BUILTIN
+from kdflow.models.external import PREFIXED, build_prefixed
 
 WEIGHTS = "model.pt"
 SPEC = "model.json"
@@ -39,43 +41,17 @@ class Classifier(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def _import_class(name: str) -> type:
-    parts = name.split(":")
-    module, cls = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
-    if not module or not cls:
-        raise KdflowError(f"model name '{name}' must look like import:<module>:<Class>")
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as exc:
-        raise KdflowError(f"model '{name}': cannot import {module}.{cls}: {exc}") from None
-
-
-def _torchvision(name: str, kwargs: dict, num_classes: int) -> nn.Module:
-    try:
-        from torchvision import models as tvm
-    except Exception as exc:  # torchvision missing or built for another torch
-        raise KdflowError(f"model 'torchvision:{name}' needs a working torchvision ({exc})") from None
-    try:
-        return tvm.get_model(name, weights=None, num_classes=num_classes, **kwargs)
-    except ValueError as exc:
-        raise KdflowError(f"model 'torchvision:{name}': {exc}") from None
-
-
 def build_net(name: str, kwargs: dict[str, Any], input_shape: list[int], num_classes: int) -> nn.Module:
     try:
         if name in BUILTIN:
             return BUILTIN[name](input_shape, num_classes, **kwargs)
-        if name.startswith("torchvision:"):
-            return _torchvision(name.split(":", 1)[1], kwargs, num_classes)
-        if name.startswith("import:"):
-            cls = _import_class(name)
-            params = inspect.signature(cls).parameters
-            extra = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes)) if k in params}
-            return cls(**extra, **kwargs)
+        net = build_prefixed(name, kwargs, input_shape, num_classes)
     except TypeError as exc:
         raise KdflowError(f"model '{name}': bad kwargs {kwargs}: {exc}") from None
-    allowed = ", ".join([*BUILTIN, "torchvision:<name>", "import:<module>:<Class>"])
-    raise KdflowError(f"unknown model '{name}'; allowed: {allowed}")
+    if net is None:
+        allowed = ", ".join([*BUILTIN, *(f"{p}:<name>" for p in PREFIXED)])
+        raise KdflowError(f"unknown model '{name}'; allowed: {allowed}")
+    return net
 
 
 def build_model(spec: dict[str, Any]) -> Classifier:
@@ -104,7 +80,7 @@ def load_model(path: str | Path) -> tuple[Classifier, dict]:
     weights = path / WEIGHTS
     if not weights.is_file():
         raise KdflowError(f"model weights not found: {weights}")
-    model = build_model(spec)
+    model = build_model(spec) if not spec.get("program") else _program_model(path, spec)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
@@ -112,6 +88,15 @@ def load_model(path: str | Path) -> tuple[Classifier, dict]:
         raise KdflowError(f"corrupt or incompatible checkpoint {weights}: {str(exc).splitlines()[0]}") from None
     model.eval()
     return model, spec
+
+
+def _program_model(path: Path, spec: dict) -> Classifier:
+    """An exported/ONNX teacher: the program file beside model.json is the network; model.pt holds only
+    kdflow's normalization buffers."""
+    from kdflow.models.programs import load_program
+
+    net = load_program(path / spec["program"])
+    return Classifier(net, spec["mean"], spec["std"], list(spec["input_shape"]))
 
 
 def input_numel(spec: dict) -> int:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 from kdflow import tracking
-from kdflow.config import ModelSpec, Params, Train
+from kdflow.config import ModelSpec, Params, Role, Train
 from kdflow.data.module import KDDataModule, load_info
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir
@@ -32,7 +33,9 @@ def need(paths: dict[str, Path], key: str, stage: str) -> Path:
     return Path(paths[key])
 
 
-def spec_for(model: ModelSpec, info: dict) -> dict[str, Any]:
+def spec_for(model: ModelSpec | None, info: dict) -> dict[str, Any]:
+    if model is None:
+        raise KdflowError("this command builds the role's `model`; the role names none (it uses source/init_from)")
     return {"name": model.name, "kwargs": model.kwargs, "input_shape": info["input_shape"],
             "num_classes": info["num_classes"], "classes": info["classes"],
             "mean": info["normalization"]["mean"], "std": info["normalization"]["std"]}
@@ -88,14 +91,27 @@ def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule
 def train_on_labels(cfg: Params, stage: str, role: str, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     """A model of `cfg.<role>` trained on hard labels: the teacher, and the student as the no-KD baseline."""
     from kdflow.lit.modules import ClassifierModule
-    from kdflow.models import build_model
 
     data = need(inputs, "data", stage)
     section = getattr(cfg, "teacher" if role == "teacher" else "student")
-    spec = spec_for(section.model, load_info(data))
     seed_all(cfg.seed)
-    module = ClassifierModule(build_model(spec), section.train, cfg.seed)
+    model, spec = initial_model(section, load_info(data), role)
+    module = ClassifierModule(model, section.train, cfg.seed)
     return train_and_save(cfg, stage, role, module, spec, section.train, data, outputs, section.model_dump(mode="json"))
+
+
+def initial_model(section: Role, info: dict, role: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The network a role starts training from: `<role>.model` freshly built, or `<role>.init_from`'s weights."""
+    from kdflow.models import build_model
+
+    if section.init_from is None:
+        spec = spec_for(section.model, info)
+        return build_model(spec), spec
+    from kdflow.models.imported import import_model
+
+    model, spec, _ = import_model(section.init_from, info, f"{role}.init_from")
+    spec["init_from"] = spec.pop("source")
+    return model.train(), spec
 
 
 def seed_all(seed: int) -> None:

@@ -22,7 +22,7 @@ from kdflow.io import read_json, sha256_file
 from kdflow.lit.modules import DistillModule
 from kdflow.models import build_model, load_model
 from kdflow.soft_targets import MANIFEST, lookup_table
-from kdflow.stages.common import check_classes, need, seed_all, spec_for, train_and_save
+from kdflow.stages.common import check_classes, initial_model, need, seed_all, train_and_save
 
 
 def offline_table(data: Path, store: Path, info: dict, use_transfer: bool) -> tuple[torch.Tensor, dict]:
@@ -88,10 +88,10 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
 
         cfg = apply_best(cfg, cfg.distill.from_sweep)
     info = load_info(data)
-    spec = spec_for(cfg.student.model, info)
     d = cfg.distill
     seed_all(cfg.seed)
-    module, source = build_module(cfg, inputs, info, spec)
+    student, spec = initial_model(cfg.student, info, "student")
+    module, source = build_module(cfg, inputs, info, spec, student=student)
     section = {**d.model_dump(mode="json"), "mode": cfg.soft_targets.mode}
     summary = train_and_save(cfg, "distill", "student", module, spec, d.train, data, outputs, section,
                              with_transfer=d.use_transfer, lineage=source, labeled_fraction=d.labeled_fraction)
