@@ -56,7 +56,8 @@ def test_registry_lists_every_source_and_parses_bare_paths(tmp_path):
     assert {"kdflow", "models", "runs", "import", "timm", "torchvision", "hf", "pt2", "onnx"} <= set(SOURCES)
     d, _ = kdflow_dir(tmp_path)
     assert parse(str(d))[0].scheme == "kdflow"
-    assert parse("x/teacher.onnx")[0].scheme == "onnx" and parse("runs:/abc/model") == (SOURCES["runs"], "runs:/abc/model")
+    assert parse("x/teacher.onnx")[0].scheme == "onnx"
+    assert parse("runs:/abc/model") == (SOURCES["runs"], "runs:/abc/model")
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "config.json").write_text("{}")
     assert parse(str(tmp_path / "hf"))[0].scheme == "hf"
