@@ -17,6 +17,7 @@ from kdflow.serving.config import parser as server_parser
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAY = ROOT / "manifests" / "overlays" / "example"
 CRD_GROUPS = {"monitoring.coreos.com"}
+TOKEN_SECRET = {"name": "kdflow-webhook-token", "key": "token"}
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")]
 
@@ -42,7 +43,8 @@ def test_base_and_overlay_render_the_expected_kinds(docs):
     assert render(ROOT / "manifests" / "base")
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["AlertmanagerConfig", "ConfigMap", "Deployment", "Deployment", "Namespace",
-                            "PodDisruptionBudget", "PrometheusRule", "Role", "RoleBinding", "Service", "Service",
+                            "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Role", "RoleBinding",
+                            "Service", "Service",
                             "ServiceAccount", "ServiceMonitor", "ServiceMonitor"])
     assert all(d["metadata"].get("namespace") == "kdflow" for d in docs if d["kind"] != "Namespace")
 
@@ -66,8 +68,9 @@ def test_crds_render_with_their_content(docs):
     assert svc["metadata"]["labels"]["app.kubernetes.io/name"] == "kdflow-serving"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     am = one(docs, "AlertmanagerConfig", "kdflow-rollback")
-    assert am["spec"]["receivers"][0]["webhookConfigs"][0]["url"] == \
-        "http://kdflow-controller.kdflow.svc:9100/alertmanager"
+    webhook = am["spec"]["receivers"][0]["webhookConfigs"][0]
+    assert webhook["url"] == "http://kdflow-controller.kdflow.svc:9100/alertmanager"
+    assert webhook["httpConfig"]["authorization"] == {"type": "Bearer", "credentials": TOKEN_SECRET}
     dashboard = one(docs, "ConfigMap", "kdflow-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["kdflow.json"])["panels"]
@@ -101,6 +104,24 @@ def test_secrets_only_by_reference(docs):
             for e in c["env"]:
                 if any(w in e["name"] for w in ("URI", "PASSWORD", "USERNAME", "KEY", "TOKEN", "SECRET")):
                     assert "value" not in e and "secretKeyRef" in e["valueFrom"], e["name"]
+
+
+def test_controller_webhook_is_guarded(docs):
+    """Token from the Secret Alertmanager also sends; only Alertmanager and Prometheus reach the port."""
+    deployment = one(docs, "Deployment", "kdflow-controller")["spec"]
+    pod = deployment["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["KDFLOW_WEBHOOK_TOKEN"]["valueFrom"]["secretKeyRef"] == TOKEN_SECRET
+    assert "--insecure-no-auth" not in pod["containers"][0]["args"]
+    policy = one(docs, "NetworkPolicy", "kdflow-controller")["spec"]
+    assert policy["podSelector"]["matchLabels"] == deployment["selector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress"] and len(policy["ingress"]) == 1
+    rule = policy["ingress"][0]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert peer["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["alertmanager", "prometheus"]}]
 
 
 def test_rbac_is_least_privilege(docs):

@@ -72,6 +72,14 @@ def test_every_rollback_alert_is_per_version():
                 assert "model_version" in rule["expr"], rule["alert"]
 
 
+def test_aggregations_keep_namespace_for_the_alertmanagerconfig_route():
+    """The Operator matches namespace="<ns>" on AlertmanagerConfig routes: an alert that lost it is never routed."""
+    for group in rules.load()["groups"]:
+        for rule in group["rules"]:
+            for clause in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", rule["expr"]):
+                assert "namespace" in clause, (rule.get("alert") or rule.get("record"), clause)
+
+
 def test_every_alert_has_a_runbook_entry():
     docs = DOCS.read_text()
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")

@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import prometheus_client
+    from mlflow import MlflowClient  # noqa: F401  imported before serving: seconds on a busy node, not per webhook
 
     # MLflow's HTTP client retries for minutes by default; a check must fail fast and say so.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")

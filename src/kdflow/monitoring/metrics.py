@@ -26,6 +26,7 @@ class ControllerMetrics:
         for outcome in ("rollback", "none", "inconclusive", "blocked", "error"):
             self.checks.labels(model_name, "poll", outcome)
         self.rollbacks.labels(model_name, "poll")
+        self.failures.labels(model_name)  # a 0 sample first: increase() then sees the first failure (the alert)
         self.rollbacks.labels(model_name, "alertmanager")
 
     def render(self) -> bytes:
