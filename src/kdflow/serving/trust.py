@@ -1,9 +1,10 @@
 """What the server and the controller accept from the model registry. Anyone who can write a
 version (its model.json, its tags) must not be able to run code in a serving pod, so:
 
-- a model spec names a built-in architecture or `torchvision:<name>`; an `import:<module>:<Class>`
-  spec loads only when the operator listed the module in `KDFLOW_ALLOWED_IMPORTS`
-  (comma-separated; `pkg` also allows `pkg.sub`);
+- a model spec names a built-in architecture or a library one rebuilt by name/config without code
+  from the spec (`torchvision:`, `timm:`, `hf-image:`, an exported `program:`); an
+  `import:<module>:<Class>` spec loads only when the operator listed the module in
+  `KDFLOW_ALLOWED_IMPORTS` (comma-separated; `pkg` also allows `pkg.sub`);
 - a teacher/model URI read from the registry is `runs:/...` or `models:/...`; a local directory
   only under a root the operator listed in `KDFLOW_ALLOWED_LOCAL_ROOTS` (dev setups).
 
@@ -23,6 +24,7 @@ from kdflow.models.archs import BUILTIN
 ALLOWED_IMPORTS_ENV = "KDFLOW_ALLOWED_IMPORTS"
 ALLOWED_ROOTS_ENV = "KDFLOW_ALLOWED_LOCAL_ROOTS"
 REGISTRY_SCHEMES = ("runs:/", "models:/")
+SAFE_PREFIXES = ("torchvision", "timm", "hf-image", "program")  # name/config-built, never import the spec's code
 
 
 def allowed_imports() -> tuple[str, ...]:
@@ -34,9 +36,10 @@ def check_spec(spec: dict, where: str) -> None:
     name = spec.get("name")
     if not isinstance(name, str):
         raise KdflowError(f"{where}: model spec has no architecture name")
-    if name in BUILTIN or name.startswith("torchvision:"):
+    prefix, sep, _ = name.partition(":")
+    if name in BUILTIN or (sep and prefix in SAFE_PREFIXES):
         return
-    if name.startswith("import:"):
+    if prefix == "import":
         module = name.split(":")[1] if name.count(":") == 2 else ""
         allowed = allowed_imports()
         if module and any(module == m or module.startswith(m + ".") for m in allowed):
