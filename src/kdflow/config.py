@@ -68,8 +68,30 @@ class ModelSpec(Strict):
     kwargs: dict[str, Any] = {}
 
 
+class ImageViews(Strict):
+    """How encoded images of any size become fixed-size inputs (streaming path, decoded in loader workers).
+
+    `train` is the view of training batches; `eval` the view of val/test, soft targets and offline
+    distillation (cached teacher logits are computed on it, so a student joined to them sees it too)."""
+
+    train: Literal["random_resized_crop", "center_crop", "resize"] = "random_resized_crop"
+    eval: Literal["center_crop", "resize"] = "center_crop"
+    scale: tuple[float, float] = Field((0.35, 1.0), description="random_resized_crop: area fraction range")
+    ratio: tuple[float, float] = Field((0.75, 4 / 3), description="random_resized_crop: aspect ratio range")
+    flip: bool = Field(True, description="random_resized_crop: random horizontal flip")
+    crop_fraction: float = Field(0.875, gt=0, le=1, description="center_crop: resize the shorter side to "
+                                 "size / crop_fraction, then crop the center")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ImageViews:
+        if not (0 < self.scale[0] <= self.scale[1] <= 1 and 0 < self.ratio[0] <= self.ratio[1]):
+            raise ValueError("data.views: scale needs 0 < low <= high <= 1 and ratio 0 < low <= high")
+        return self
+
+
 class Data(Strict):
-    source: str = "mnist1d"
+    source: str = Field("mnist1d", description="mnist1d, digits, npz:, idx:, csv:, parquet:, imagefolder:, "
+                        "webdataset:, datasets: (paths may be fsspec URLs for the encoded-image sources)")
     num_samples: int = Field(6000, ge=20, description="mnist1d: samples generated")
     seed: int = 0
     val_size: float = Field(0.1, gt=0, description="fraction (<1) or count (>=1)")
@@ -82,6 +104,19 @@ class Data(Strict):
     allow_test_leakage: bool = False
     rev: str | None = Field(None, description="DVC-tracked source: git revision")
     repo: str | None = Field(None, description="DVC-tracked source: repo URL or path")
+    format: Literal["auto", "memory", "streaming"] = Field(
+        "auto", description="memory: float arrays in .npz loaded whole; streaming: encoded images in Arrow "
+        "shards decoded in loader workers; auto: streaming for encoded-image sources whose decoded size "
+        "exceeds memory_limit_mb")
+    memory_limit_mb: float = Field(1024, gt=0, description="auto: the largest decoded float32 dataset kept in memory")
+    views: ImageViews = ImageViews()
+    image_column: str = Field("image", description="parquet/datasets sources: the encoded-image column")
+    bad_samples: Literal["fail", "skip"] = Field("fail", description="an unreadable image fails prepare "
+                                                 "naming its path, or is skipped and counted in dataset.json")
+    verify: Literal["decode", "header"] = Field("decode", description="streaming prepare: fully decode each "
+                                                "image once (pixels discarded) or only parse its header")
+    shard_mb: int = Field(256, ge=1, description="streaming: largest Arrow shard, MB")
+    storage_options: dict[str, Any] = Field({}, description="fsspec options for remote paths (s3://, gs://)")
 
 
 class ModelSource(Strict):

@@ -23,7 +23,30 @@ SPLITS = ("train", "val", "test", "transfer")
 UNLABELED = -1
 
 
+def is_streaming(info: dict) -> bool:
+    return info.get("format") == "streaming"
+
+
+def has_split(data_dir: str | Path, split: str) -> bool:
+    return (Path(data_dir) / f"{split}.npz").is_file() or (Path(data_dir) / split / "state.json").is_file()
+
+
+def split_ids(data_dir: str | Path, split: str) -> np.ndarray:
+    """A split's sample ids without reading its inputs."""
+    if (Path(data_dir) / split / "state.json").is_file():
+        from kdflow.data.streaming import split_ids as stream_ids
+
+        return stream_ids(data_dir, split)
+    with np.load(Path(data_dir) / f"{split}.npz", allow_pickle=False) as d:
+        return d["id"]
+
+
 def load_split(data_dir: str | Path, split: str) -> dict[str, np.ndarray]:
+    """A whole split in memory (x, y, id); a streaming split is decoded with its eval view."""
+    if (Path(data_dir) / split / "state.json").is_file():
+        from kdflow.data.streaming import decode_split
+
+        return decode_split(data_dir, split, load_info(data_dir))
     path = Path(data_dir) / f"{split}.npz"
     if not path.is_file():
         raise KdflowError(f"dataset split not found: {path}")
@@ -156,20 +179,46 @@ class KDDataModule(L.LightningDataModule):
         return load_split(self.data_dir, name)
 
     def has(self, name: str) -> bool:
-        return (self.data_dir / f"{name}.npz").is_file()
+        return has_split(self.data_dir, name)
+
+    def _train_policy(self) -> str:
+        # Cached teacher logits were computed on the eval view: a student joined to them by id must see
+        # that view too; everything else trains on the (random) train view.
+        lm = self.trainer.lightning_module if self.trainer is not None else None
+        offline = getattr(lm, "table", None) is not None
+        return self.info["views"]["eval" if offline else "train"]
+
+    def _dataset(self, names: list[str], train: bool):
+        if is_streaming(self.info):
+            from kdflow.data.streaming import EncodedBatches, open_split
+
+            policy = self._train_policy() if train else self.info["views"]["eval"]
+            return EncodedBatches([open_split(self.data_dir, n) for n in names], self.info, policy, self.seed)
+        return TensorBatches([self.split(n) for n in names])
+
+    def _loader(self, ds, sampler: Sampler, train: bool) -> DataLoader:
+        if is_streaming(self.info):
+            from kdflow.data.streaming import encoded_loader
+
+            return encoded_loader(ds, sampler, self.num_workers)
+        return batches(ds, sampler, self.num_workers if train else 0)
 
     def train_dataloader(self) -> DataLoader:
-        parts = [self.split("train")]
-        if self.with_transfer and self.has("transfer"):
-            parts.append(self.split("transfer"))
-            if self.labeled_fraction is not None:
-                n_lab, n_tr = len(parts[0]["y"]), len(parts[1]["y"])
-                sampler = MixedBatches(n_lab, n_tr, self.batch_size, self.labeled_fraction, self.seed)
-                return batches(TensorBatches(parts), sampler, self.num_workers)
-        return loader(parts, self.batch_size, True, self.seed, self.num_workers)
+        names = ["train"] + (["transfer"] if self.with_transfer and self.has("transfer") else [])
+        ds = self._dataset(names, train=True)
+        if len(names) == 2 and self.labeled_fraction is not None:
+            n_lab = len(split_ids(self.data_dir, "train"))
+            sampler = MixedBatches(n_lab, len(ds) - n_lab, self.batch_size, self.labeled_fraction, self.seed)
+        else:
+            sampler = EpochBatches(len(ds), self.batch_size, True, self.seed, drop_last=len(ds) > self.batch_size)
+        return self._loader(ds, sampler, train=True)
+
+    def _eval_loader(self, name: str) -> DataLoader:
+        ds = self._dataset([name], train=False)
+        return self._loader(ds, EpochBatches(len(ds), self.eval_batch_size, False, 0), train=False)
 
     def val_dataloader(self) -> DataLoader:
-        return loader([self.split("val")], self.eval_batch_size, False)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return loader([self.split("test")], self.eval_batch_size, False)
+        return self._eval_loader("test")

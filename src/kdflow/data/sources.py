@@ -1,4 +1,5 @@
-"""Data sources: built-in (digits, mnist1d) and bring-your-own (imagefolder, npz, idx, parquet, csv).
+"""Data sources: built-in (digits, mnist1d) and bring-your-own (npz, idx, parquet, csv; encoded images from
+imagefolder, webdataset, datasets, parquet through `kdflow.data.encoded`).
 
 Every loader returns a `Raw`: float32 inputs shaped (N, C, ...) or (N, F), int64 labels, class
 names, and optionally a predefined test split and a generated transfer pool.
@@ -109,45 +110,9 @@ def load_table(kind: str, path: str, label_column: str) -> Raw:
                info={"features": list(df.columns)})
 
 
-def load_imagefolder(root: str, cfg: Data) -> Raw:
-    from PIL import Image
-
-    base = _exists(root)
-    parts = [base / "train", base / "test"] if (base / "train").is_dir() else [base]
-    classes = sorted(p.name for p in parts[0].iterdir() if p.is_dir())
-    if not classes:
-        raise KdflowError(f"imagefolder {root}: no class subfolders found")
-    mode = "L" if cfg.grayscale else "RGB"
-    out = []
-    for part in parts:
-        xs, ys = [], []
-        for ci, cname in enumerate(classes):
-            for f in sorted((part / cname).glob("*")):
-                if f.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}:
-                    continue
-                try:
-                    img = Image.open(f).convert(mode)
-                except OSError as exc:
-                    raise KdflowError(f"imagefolder: cannot read image {f}: {exc}") from None
-                if cfg.image_size:
-                    img = img.resize((cfg.image_size[1], cfg.image_size[0]), Image.BILINEAR)
-                xs.append(np.asarray(img, np.uint8))
-                ys.append(ci)
-        if not xs:
-            raise KdflowError(f"imagefolder: no images under {part}")
-        shapes = {a.shape for a in xs}
-        if len(shapes) > 1:
-            raise KdflowError(f"imagefolder {part}: images differ in size {sorted(shapes)[:3]}; set data.image_size")
-        x = np.stack(xs).astype(np.float32) / 255.0
-        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-        out.append((x, np.array(ys, np.int64)))
-    raw = Raw(*out[0], classes)
-    if len(out) == 2:
-        raw.x_test, raw.y_test = out[1]
-    return raw
-
-
 def load_source(cfg: Data) -> Raw:
+    from kdflow.data.encoded import KINDS, is_encoded, load_encoded
+
     if cfg.repo:  # DVC-tracked: fetch the path at data.rev, then load the local copy
         from kdflow.data.versioned import load_versioned
 
@@ -161,13 +126,14 @@ def load_source(cfg: Data) -> Raw:
         raw = load_idx(arg)
     elif kind == "npz":
         raw = load_npz(arg)
+    elif kind in KINDS and is_encoded(cfg):
+        raw = load_encoded(cfg)
     elif kind in ("parquet", "csv"):
         raw = load_table(kind, arg, cfg.label_column)
-    elif kind == "imagefolder":
-        raw = load_imagefolder(arg, cfg)
     else:
         raise KdflowError(f"unknown data.source '{cfg.source}'; allowed: mnist1d, digits, imagefolder:<dir>, "
-                          "npz:<file>, idx:<images>,<labels>, parquet:<file>, csv:<file>")
+                          "webdataset:<tars>, datasets:<dir>, npz:<file>, idx:<images>,<labels>, parquet:<file>, "
+                          "csv:<file>")
     for name, arr in (("inputs", raw.x), ("test inputs", raw.x_test), ("transfer inputs", raw.x_transfer)):
         if arr is not None and not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).any(axis=tuple(range(1, arr.ndim))).sum())

@@ -12,30 +12,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from kdflow.config import Params
-from kdflow.data.module import load_info, load_split
+from kdflow.data.module import has_split, is_streaming, load_info, split_ids
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
 from kdflow.lit.modules import DistillModule
 from kdflow.models import build_model, load_model
-from kdflow.soft_targets import MANIFEST, lookup_table
+from kdflow.soft_targets import MANIFEST, MappedTable, count_missing, lookup_table
 from kdflow.stages.common import check_classes, initial_model, need, seed_all, train_and_save
 
 
 def offline_table(data: Path, store: Path, info: dict, use_transfer: bool) -> tuple[torch.Tensor, dict]:
-    """The store as a dense id-indexed table, checked against the dataset (classes, coverage)."""
+    """The store as an id-indexed table, checked against the dataset (classes, coverage): dense in RAM for an
+    in-memory dataset, memory-mapped from disk for a streaming one."""
     manifest = read_json(Path(store) / MANIFEST, "soft-target manifest")
     if manifest["num_classes"] != info["num_classes"]:
         raise KdflowError(f"soft targets have {manifest['num_classes']} classes but the dataset has "
                           f"{info['num_classes']}: teacher/student class-count mismatch")
-    table = lookup_table(store)
-    needed = ["train", "val"] + (["transfer"] if use_transfer and (data / "transfer.npz").is_file() else [])
+    table = MappedTable(store) if is_streaming(info) else lookup_table(store)
+    needed = ["train", "val"] + (["transfer"] if use_transfer and has_split(data, "transfer") else [])
     for split in needed:
-        ids = torch.from_numpy(load_split(data, split)["id"])
-        missing = int((ids >= len(table)).sum()) or int(torch.isnan(table[ids]).flatten(1).any(1).sum())
+        missing = count_missing(table, split_ids(data, split))
         if missing:
             raise KdflowError(f"soft targets {store} miss {missing} samples of the {split} split: "
                               "regenerate them for this dataset")
@@ -95,7 +94,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     section = {**d.model_dump(mode="json"), "mode": cfg.soft_targets.mode}
     summary = train_and_save(cfg, "distill", "student", module, spec, d.train, data, outputs, section,
                              with_transfer=d.use_transfer, lineage=source, labeled_fraction=d.labeled_fraction)
-    transfer = (data / "transfer.npz").is_file() and d.use_transfer
-    summary["transfer_samples"] = int(len(np.load(data / "transfer.npz")["id"])) if transfer else 0
+    transfer = has_split(data, "transfer") and d.use_transfer
+    summary["transfer_samples"] = int(len(split_ids(data, "transfer"))) if transfer else 0
     summary["temperature"], summary["alpha"], summary["loss"] = d.temperature, d.alpha, d.loss
     return summary
