@@ -51,7 +51,8 @@ def test_memory_and_streaming_agree_on_small_data(tmp_path, images):
 
     root, _ = images
     src = {"data__source": f"imagefolder:{root}", **EXACT}
-    mem, st = _prep(tmp_path, "mem", **src, data__format="memory"), _prep(tmp_path, "st", **src, data__format="streaming")
+    mem = _prep(tmp_path, "mem", **src, data__format="memory")
+    st = _prep(tmp_path, "st", **src, data__format="streaming")
     assert load_info(mem)["format"] == "memory" and load_info(st)["format"] == "streaming"
     assert (st / "train" / "state.json").is_file() and not (st / "train.npz").exists()
     for split in ("train", "val", "test", "transfer"):
@@ -86,7 +87,8 @@ def test_every_source_kind_gives_the_same_dataset(tmp_path, images):
     import fsspec
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from datasets import ClassLabel, Dataset, Features, Image as HFImage
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as HFImage
 
     _, samples = images
     mem = fsspec.filesystem("memory")
