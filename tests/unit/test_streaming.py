@@ -98,7 +98,7 @@ def test_every_source_kind_gives_the_same_dataset(tmp_path, images):
     wds.mkdir()
     for shard in range(2):
         with tarfile.open(wds / f"shard-{shard:05d}.tar", "w") as tf:
-            for k, (ci, name, data) in enumerate(samples[shard * 30:(shard + 1) * 30]):
+            for k, (ci, _name, data) in enumerate(samples[shard * 30:(shard + 1) * 30]):
                 for ext, blob in (("jpg", data), ("cls", str(ci).encode())):
                     info = tarfile.TarInfo(f"{shard * 30 + k:06d}.{ext}")
                     info.size = len(blob)
