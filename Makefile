@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 # The CPU build goes in first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup sysdeps benchdeps demo test lint bench bench-quick bench-methods compile run-local image image-test clean
+.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-methods compile run-local image image-test clean
 
 setup: $(VENV)/.installed
 
@@ -39,8 +39,16 @@ demo: setup
 test: setup sysdeps
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# The inner loop: everything not marked slow (tests/integration is slow as a whole), under 2 minutes.
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+
 lint: setup
 	ruff check .
+
+# dvc.yaml and methods/dvc.yaml from the stage registry (a test fails while they are stale)
+dvc-yaml: setup
+	kdflow dvc-yaml
 
 bench: setup benchdeps
 	$(PY) benchmarks/run_all.py

@@ -113,50 +113,43 @@ def _get(raw: dict, dotted: str) -> dict:
 # ---------------------------------------------------------------- the pipeline, in process
 
 
-def stage(name: str, raw_or_cfg, inputs: dict[str, Path], outputs: dict[str, Path], **kw) -> dict:
-    """Run one stage like the CLI does; the summary gains `wall_seconds` and `cpu_seconds`."""
-    import importlib
-
+def stage(name, raw_or_cfg, inputs: dict[str, Path], outputs: dict[str, Path], **kw) -> dict:
+    """Run one stage (a registry name, or a stage function) like the CLI does; the summary gains
+    `wall_seconds` and `cpu_seconds`."""
     from kdflow.config import Params, validate
+    from kdflow.stages.registry import run_stage
 
     cfg = raw_or_cfg if isinstance(raw_or_cfg, Params) else validate(raw_or_cfg, "benchmark profile")
-    module = importlib.import_module(f"kdflow.stages.{name}")
     t0, c0 = time.perf_counter(), time.process_time()
-    summary = module.run(cfg, inputs, outputs, **kw)
+    summary = name(cfg, inputs, outputs, **kw) if callable(name) else run_stage(name, cfg, inputs, outputs, **kw)
     # CPU seconds next to wall seconds: on a shared machine the wall clock also counts others' work
     return {**summary, "wall_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def pipeline(raw: dict, work: Path, reuse: dict[str, Path] | None = None) -> dict[str, Any]:
-    """prepare → teacher → soft targets → baseline → distill → (finetune) → evaluate, in `work`.
+    """The registry's pipeline up to evaluate, in `work` (finetune only when it trains).
 
     `reuse` maps artifacts already built (`data`, `teacher`, `soft_targets`) to their directories; their
     stages are skipped. Returns each stage's summary, `metrics` (evaluate's metrics.json) and `paths`.
     """
     from kdflow.config import validate
+    from kdflow.stages.registry import PIPELINE, get, run_pipeline
 
     cfg = validate(raw, "benchmark profile")
-    reuse = {k: v for k, v in (reuse or {}).items() if v is not None}
-    p = {k: work / k for k in ("data", "teacher", "soft_targets", "baseline", "student", "finetuned", "metrics")}
-    p.update(reuse)
-    out: dict[str, Any] = {}
-
-    def step(name: str, ins: tuple[str, ...], key: str, produced: str) -> None:
-        if produced not in reuse:
-            out[name] = stage(name, cfg, {k: p[k] for k in ins}, {key: p[produced]})
-
-    step("prepare", (), "data", "data")
-    step("train_teacher", ("data",), "model", "teacher")
-    if cfg.soft_targets.mode == "offline":
-        step("soft_targets", ("data", "teacher"), "soft_targets", "soft_targets")
-    step("train_baseline", ("data",), "model", "baseline")
-    step("distill", ("data", "soft_targets", "teacher"), "model", "student")
-    if cfg.finetune.train.epochs:
-        step("finetune", ("data", "student"), "model", "finetuned")
-        p["student"] = p["finetuned"]
-    step("evaluate", ("data", "teacher", "baseline", "student"), "metrics", "metrics")
-    out["metrics"] = json.loads((p["metrics"] / "metrics.json").read_text())
-    out["paths"] = p
+    declared = {"data": "data/prepared", "teacher": "models/teacher", "soft_targets": "soft_targets/teacher"}
+    reused = {declared[k]: v for k, v in (reuse or {}).items() if v is not None}
+    names = [n for n in PIPELINE[: PIPELINE.index("evaluate") + 1]
+             if not (n == "soft_targets" and cfg.soft_targets.mode == "online")
+             and not (n == "finetune" and not cfg.finetune.train.epochs)]
+    student = "models/final" if cfg.finetune.train.epochs else "models/student"
+    if student != "models/final":  # evaluate reads the distilled student directly
+        reused["models/final"] = work / student
+    out: dict[str, Any] = run_pipeline(cfg, work, tuple(names), reused, call=stage)
+    where = lambda path: Path(reused.get(path, work / path))  # noqa: E731
+    out["metrics"] = json.loads((where(get("evaluate").outputs[0].path) / "metrics.json").read_text())
+    out["paths"] = {"data": where("data/prepared"), "teacher": where("models/teacher"),
+                    "soft_targets": where("soft_targets/teacher"), "baseline": where("models/baseline"),
+                    "student": where(student), "metrics": where("metrics")}
     return out
 
 

@@ -90,7 +90,7 @@ def shared_artifacts(raw: dict, work: Path, ensemble: bool) -> dict[str, Path]:
     cfg = C.with_overrides(raw, {"seed": 0, "soft_targets.mode": "offline",
                                  "distill.train.augment": {"enabled": False}})
 
-    def build(stage: str, cfg: dict, inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
+    def build(stage, cfg: dict, inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
         out = next(iter(outputs.values()))
         with open(work / f".{out.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -106,7 +106,9 @@ def shared_artifacts(raw: dict, work: Path, ensemble: bool) -> dict[str, Path]:
         build("soft_targets", member, {"data": p["data"], "teacher": t}, {"soft_targets": st})
         stores["main" if seed == 0 else f"seed{seed}"] = st
     if ensemble:
-        build("combine_teachers", cfg, {"data": p["data"], **stores}, {"soft_targets": p["ensemble"]})
+        from kdflow.stages.combine_teachers import run as stack  # stores by name, not from the params
+
+        build(stack, cfg, {"data": p["data"], **stores}, {"soft_targets": p["ensemble"]})
     return p
 
 

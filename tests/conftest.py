@@ -10,6 +10,13 @@ for k, v in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true"), ("D
 
 
 
+def pytest_collection_modifyitems(items):
+    """Integration tests run real tools: all of them are `slow` (left out of `make test-fast`)."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def mlflow_store(tmp_path_factory):
     """Every test talks to a throw-away sqlite MLflow store, never the repo's."""

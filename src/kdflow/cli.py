@@ -1,4 +1,8 @@
-"""`kdflow <stage> ...`: maps command-line paths to `kdflow.stages.<stage>.run`. No stage logic here."""
+"""`kdflow <stage> ...`: one subcommand per entry of the stage registry, mapping flags to paths.
+
+No stage logic here: flags come from the declared ports and options, the call is
+`registry.run_stage(name, cfg, inputs, outputs, **options)`.
+"""
 
 from __future__ import annotations
 
@@ -9,49 +13,40 @@ import os
 import sys
 from pathlib import Path
 
+from kdflow.stages.registry import STAGES, Stage
+
 for _k, _v in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true"), ("DVC_NO_ANALYTICS", "1")):
     os.environ.setdefault(_k, _v)
 
-# stage -> (help, input flags, output flags); flag names map to the stage's `inputs`/`outputs` keys
-STAGES: dict[str, tuple[str, list[str], list[str]]] = {
-    "prepare": ("load a data source, split it, write dataset/", [], ["data"]),
-    "train-teacher": ("train the teacher", ["data"], ["model", "checkpoints"]),
-    "soft-targets": ("cache the teacher's logits", ["data", "teacher"], ["soft_targets"]),
-    "train-baseline": ("train the student on hard labels only (no-KD baseline)", ["data"], ["model", "checkpoints"]),
-    "distill": ("distill the student from the teacher", ["data", "soft_targets", "teacher"], ["model", "checkpoints"]),
-    "finetune": ("optional hard-label fine-tuning of the student", ["data", "student"], ["model", "checkpoints"]),
-    "evaluate": ("teacher vs baseline vs student on the test split", ["data", "teacher", "baseline", "student"],
-                 ["metrics"]),
-    "register": ("register the student in MLflow; promote it if the gate passes",
-                 ["data", "student", "teacher", "metrics"], ["registration"]),
-}
-OUT_FLAG = {"model": "out", "soft_targets": "out", "metrics": "out", "registration": "out", "data": "out",
-            "checkpoints": "ckpt-dir"}
 EXTERNAL = {  # subcommands whose parsing lives with their feature
     "serve": ("kdflow.serving.app", "run the model server"),
     "monitor": ("kdflow.monitoring.controller", "run the rollback controller"),
     "pipeline": ("kdflow.kfp_cli", "compile / run-local / submit the Kubeflow pipeline"),
-    "sweep": ("kdflow.sweep", "search temperature/alpha on cached soft targets"),
     "show": ("kdflow.evaluation.summary", "print the evaluation table of a metrics dir"),
+    "dvc-yaml": ("kdflow.stages.dvc_yaml", "write dvc.yaml from the stage registry (--check: verify it)"),
 }
+
+
+def _add_stage(sub, stage: Stage) -> None:
+    sp = sub.add_parser(stage.command, help=stage.help, description=stage.help)
+    sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sp.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a param, e.g. -S distill.temperature=8")
+    for port in stage.inputs:
+        sp.add_argument(f"--{port.cli_flag}", dest=f"in_{port.name}", type=Path, required=port.required,
+                        help=port.help or f"input {port.kind}")
+    for port in stage.outputs:
+        sp.add_argument(f"--{port.cli_flag}", dest=f"out_{port.name}", type=Path, required=port.required,
+                        help=port.help or f"output {port.kind}")
+    for opt in stage.options:
+        sp.add_argument(f"--{opt.name.replace('_', '-')}", type=opt.type, default=opt.default, help=opt.help)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kdflow", description="Knowledge distillation stages for DVC and Kubeflow.")
     sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
-    for name, (help_, ins, outs) in STAGES.items():
-        sp = sub.add_parser(name, help=help_, description=help_)
-        sp.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-        sp.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a param, e.g. -S distill.temperature=8")
-        for k in ins:
-            sp.add_argument(f"--{k.replace('_', '-')}", type=Path, required=k != "teacher" or name != "distill")
-        for k in outs:
-            flag = OUT_FLAG[k]
-            sp.add_argument(f"--{flag}", dest=f"out_{k}", type=Path, required=k != "checkpoints")
-        if name == "soft-targets":
-            sp.add_argument("--shard-index", type=int, default=0)
-            sp.add_argument("--num-shards", type=int, default=1)
+    for stage in STAGES:
+        _add_stage(sub, stage)
     for name, (_, help_) in EXTERNAL.items():
         sub.add_parser(name, help=help_, add_help=False)
     return p
@@ -76,20 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in EXTERNAL:
         return importlib.import_module(EXTERNAL[argv[0]][0]).main(argv[1:])
     args = _parser().parse_args(argv)
-    from kdflow.config import load_params
-
-    name = args.command
-    _, ins, outs = STAGES[name]
+    stage = next(s for s in STAGES if s.command == args.command)
 
     def work() -> dict:
-        cfg = load_params(args.params, args.set)
-        inputs = {k: getattr(args, k) for k in ins if getattr(args, k, None) is not None}
-        outputs = {k: getattr(args, f"out_{k}") for k in outs if getattr(args, f"out_{k}") is not None}
-        stage = importlib.import_module(f"kdflow.stages.{name.replace('-', '_')}")
-        extra = {"shard_index": args.shard_index, "num_shards": args.num_shards} if name == "soft-targets" else {}
-        return stage.run(cfg, inputs, outputs, **extra)
+        from kdflow.config import load_params
+        from kdflow.stages.registry import run_stage
 
-    return report(f"kdflow {name}", work)
+        cfg = load_params(args.params, args.set)
+        inputs = {p.name: v for p in stage.inputs if (v := getattr(args, f"in_{p.name}")) is not None}
+        outputs = {p.name: v for p in stage.outputs if (v := getattr(args, f"out_{p.name}")) is not None}
+        options = {o.name: getattr(args, o.name) for o in stage.options}
+        return run_stage(stage.name, cfg, inputs, outputs, **options)
+
+    return report(f"kdflow {stage.command}", work)
 
 
 if __name__ == "__main__":

@@ -177,34 +177,42 @@ class SoftTargets(Strict):
 class FeaturePair(Strict):
     """One intermediate-layer term: a student module matched to a teacher module (paths relative to `.net`)."""
 
-    method: str = Field("hint", description="registered feature loss: hint (FitNets), attention (AT)")
+    method: str = Field("hint", description="registered feature loss (kdflow.losses): hint (FitNets), "
+                        "attention (AT)")
     student: str = Field(description="student module path, e.g. features.2")
     teacher: str = Field(description="teacher module path, e.g. features.6")
     weight: float = Field(1.0, ge=0)
-    loss: Literal["mse", "cosine"] = Field("mse", description="hint: distance of adapted student to teacher")
-    p: float = Field(2.0, gt=0, description="attention: power of |activation| pooled over channels")
+    params: dict[str, Any] = Field({}, description="the method's own parameters (hint: loss mse|cosine; "
+                                   "attention: p)")
 
+    @model_validator(mode="after")
+    def _method_known(self) -> FeaturePair:
+        from kdflow.losses import FEATURE_LOSSES
 
-class DKD(Strict):
-    """Decoupled KD (Zhao et al. 2022): the KD term becomes tckd·TCKD + nckd·NCKD."""
-
-    tckd: float = Field(1.0, ge=0, description="target-class term weight (the paper's alpha = 1)")
-    nckd: float = Field(8.0, ge=0, description="non-target-class term weight (the paper's beta = 8)")
+        self.params = FEATURE_LOSSES.check(self.method, self.params)
+        return self
 
 
 class Distill(Strict):
-    loss: str = Field("kd", description="output-term loss from the registry: kd, dkd")
+    loss: str = Field("kd", description="output loss from the registry (kdflow.losses): kd, dkd")
+    loss_params: dict[str, Any] = Field({}, description="the loss's own parameters (dkd: tckd, nckd)")
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="loss = (1-alpha)·CE(labels) + alpha·KD term")
     use_transfer: bool = True
     labeled_fraction: float | None = Field(
         None, gt=0, le=1, description="with a transfer set: share of labeled samples per batch (labeled "
         "samples are oversampled); null = labeled and transfer shuffled as one pool")
-    dkd: DKD = DKD()
     features: list[FeaturePair] = Field([], description="intermediate-layer terms (hint, attention); they run "
                                          "the teacher on every batch")
     from_sweep: str | None = Field(None, description="a `kdflow sweep` best.yaml whose distill values win")
     train: Train = Train()
+
+    @model_validator(mode="after")
+    def _loss_known(self) -> Distill:
+        from kdflow.losses import LOSSES
+
+        self.loss_params = LOSSES.check(self.loss, self.loss_params)
+        return self
 
 
 class EnsembleMember(Strict):
@@ -218,6 +226,9 @@ class EnsembleMember(Strict):
 class Ensemble(Strict):
     teachers: dict[str, EnsembleMember] = Field({}, description="extra teachers (foreach stage in methods/)")
     include_main: bool = Field(True, description="the main teacher's store comes first in the combination")
+    combine: str = Field("mean_prob", description="registered combiner: mean_prob (average of tempered "
+                         "probabilities), mean_logits")
+    combine_params: dict[str, Any] = {}
     weights: list[float] | None = Field(None, description="per-teacher weights in the combined store's order; "
                                         "null = equal")
 
@@ -225,6 +236,9 @@ class Ensemble(Strict):
     def _weights_valid(self) -> Ensemble:
         if self.weights is not None and (min(self.weights, default=-1) < 0 or sum(self.weights) <= 0):
             raise ValueError("ensemble.weights must be non-negative with a positive sum")
+        from kdflow.losses import COMBINERS
+
+        self.combine_params = COMBINERS.check(self.combine, self.combine_params)
         reserved = {"main", "data"} & set(self.teachers)
         if reserved:
             raise ValueError(f"ensemble.teachers names {sorted(reserved)} are reserved (main teacher, dataset)")
@@ -251,7 +265,7 @@ class Sweep(Strict):
     strategy: Literal["grid", "random"] = "grid"
     space: dict[str, list[float] | Range] = Field(
         {"temperature": [1.0, 2.0, 4.0, 8.0], "alpha": [0.5, 0.9]},
-        description="key under `distill` (dotted: dkd.nckd, features.0.weight) -> list of values, or "
+        description="key under `distill` (dotted: loss_params.nckd, features.0.weight) -> list of values, or "
         "{low, high, log} (random only)")
     trials: int = Field(20, ge=1, description="random: number of draws; grid: refuse larger grids")
     epochs: int | None = Field(None, ge=1, description="epochs per trial (null = distill.train.epochs)")
@@ -351,6 +365,8 @@ def _describe(err: dict) -> str:
         return f"missing key '{loc}'"
     if not err["loc"]:  # a cross-section check: its message names the keys
         return msg.removeprefix("Value error, ")
+    if kind == "value_error":  # a cross-field check (e.g. a loss name and its params): its own message says it all
+        return f"'{loc}': {msg.removeprefix('Value error, ')}"
     return f"bad value for '{loc}': {err['input']!r} ({msg})"
 
 

@@ -75,3 +75,10 @@ def require_dir(path: str | Path, what: str, marker: str) -> Path:
     if not (path / marker).is_file():
         raise KdflowError(f"{what} directory {path} has no {marker}: not a complete kdflow artifact")
     return path
+
+
+def need(paths: dict[str, Path], key: str, stage: str) -> Path:
+    """`paths[key]` of a stage's inputs/outputs, or one clear error naming the missing path."""
+    if paths.get(key) is None:
+        raise KdflowError(f"stage {stage} needs the path '{key}'")
+    return Path(paths[key])

@@ -14,11 +14,9 @@ the **validation** split — the test split is never read. Writes:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import itertools
-import json
 import math
 import random
 import sys
@@ -165,46 +163,16 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
                 f"(val_acc {best['val_acc']:.4f}); keys are under `distill`\n"
                 + yaml.safe_dump({"val_acc": best["val_acc"], "overrides": best_values}, sort_keys=False))
             write_json(tmp / "sweep.json", summary)
+    print(trials_table(rows), file=sys.stderr)
+    print("use:  " + " ".join(f"-S {o}" for o in overrides) + f"   or  -S distill.from_sweep={out / BEST}",
+          file=sys.stderr)
     return {**summary, "rows": rows}
 
 
-def table(rows: list[dict]) -> str:
+def trials_table(rows: list[dict]) -> str:
     cols = list(rows[0])
     cells = [[f"{r[c]:.4f}" if c == "val_acc" and r[c] is not None else str(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="kdflow sweep", description="search temperature/alpha (and method weights) "
-                                "on cached soft targets; best on the validation split")
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a param, e.g. -S sweep.strategy=random")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--soft-targets", type=Path, required=True)
-    p.add_argument("--teacher", type=Path, help="teacher model dir (only feature terms run it)")
-    p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    from kdflow.config import load_params
-
-    inputs = {"data": args.data, "soft_targets": args.soft_targets}
-    if args.teacher is not None:
-        inputs["teacher"] = args.teacher
-    try:
-        cfg = load_params(args.params, args.set)
-        summary = run(cfg, inputs, {"sweep": args.out})
-    except KdflowError as exc:
-        print(f"kdflow sweep: error: {exc}", file=sys.stderr)
-        return 2
-    print(table(summary.pop("rows")))
-    print(json.dumps(summary, indent=2, default=str))
-    print("use:  " + " ".join(f"-S {o}" for o in summary["overrides"])
-          + f"   or  -S distill.from_sweep={args.out / BEST}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,11 +7,12 @@ import subprocess
 import pytest
 import yaml
 
+from kdflow.stages.registry import PIPELINE
 from tests.helpers import TINY, repo_copy
 
 pytestmark = pytest.mark.integration
 
-ALL = ["prepare", "train_teacher", "soft_targets", "train_baseline", "distill", "finetune", "evaluate", "register"]
+ALL = list(PIPELINE)
 
 
 def sh(*cmd, cwd, env):

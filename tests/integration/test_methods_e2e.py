@@ -9,10 +9,11 @@ import subprocess
 import pytest
 import yaml
 
+from kdflow.cli import main as kdflow_main
 from kdflow.models import load_model
 from kdflow.soft_targets import read_store
-from kdflow.stages import born_again, combine_teachers, distill, evaluate, soft_targets, train_baseline, train_teacher
-from kdflow.sweep import main as sweep_main
+from kdflow.stages import born_again, distill, evaluate, soft_targets, train_baseline, train_teacher
+from kdflow.stages.registry import run_stage
 from tests.helpers import REPO, repo_copy, tiny_cfg
 
 pytestmark = pytest.mark.integration
@@ -38,13 +39,13 @@ def run_distill(base, name, **overrides):
 
 
 def test_dkd(base):
-    out, spec = run_distill(base, "dkd", distill__loss="dkd", distill__alpha=0.5, distill__dkd={"nckd": 4.0})
+    out, spec = run_distill(base, "dkd", distill__loss="dkd", distill__alpha=0.5, distill__loss_params={"nckd": 4.0})
     assert out["loss"] == "dkd" and spec["lineage"]["teachers"][0]["name"] == "cnn1d"
 
 
 def test_fitnets_hints_with_cached_logits(base):
-    pairs = [{"student": "features.2", "teacher": "features.4", "loss": "mse"},
-             {"student": "features.5", "teacher": "features.5", "loss": "cosine", "weight": 0.5}]
+    pairs = [{"student": "features.2", "teacher": "features.4", "params": {"loss": "mse"}},
+             {"student": "features.5", "teacher": "features.5", "params": {"loss": "cosine"}, "weight": 0.5}]
     _, spec = run_distill(base, "hint", distill__features=pairs)
     assert [f["student"] for f in spec["lineage"]["features"]] == ["features.2", "features.5"]
     assert spec["lineage"]["soft_targets"]  # the output term still reads the cache
@@ -83,10 +84,10 @@ def test_multi_teacher_ensemble(base):
     cfg = tiny_cfg(**ONE, ensemble__teachers={"mlp": {"seed": 1, "model": {"name": "mlp", "kwargs": {"hidden": [32]}},
                                                       "train": {"epochs": 1, "progress_bar": False}}},
                    ensemble__weights=[2.0, 1.0])
-    combine_teachers.train_member(cfg, "mlp", {"data": inputs["data"]},
-                                  {"model": d / "pool-models" / "mlp", "soft_targets": d / "pool" / "mlp"})
-    stores = combine_teachers.stores_from_params(cfg, d / "st", d / "pool")
-    combine_teachers.run(cfg, {"data": inputs["data"], **stores}, {"soft_targets": d / "ens"})
+    run_stage("teacher_pool_member", cfg, {"data": inputs["data"]},
+              {"model": d / "pool-models" / "mlp", "soft_targets": d / "pool" / "mlp"}, member="mlp")
+    run_stage("combine_teachers", cfg, {"data": inputs["data"], "main": d / "st", "pool": d / "pool"},
+              {"soft_targets": d / "ens"})
     _, _, manifest = read_store(d / "ens")
     assert manifest["num_teachers"] == 2 and [t["member"] for t in manifest["teachers"]] == ["main", "mlp"]
     distill.run(cfg, {**inputs, "soft_targets": d / "ens"}, {"model": d / "ens-student"})
@@ -118,10 +119,10 @@ def test_sweep_cli_then_distill_from_sweep(base, tmp_path, capsys):
     d, inputs = base
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_cfg().model_dump(mode="json")))
-    rc = sweep_main(["--params", str(params), "--data", str(inputs["data"]), "--soft-targets",
+    rc = kdflow_main(["sweep", "--params", str(params), "--data", str(inputs["data"]), "--soft-targets",
                      str(inputs["soft_targets"]), "--out", str(tmp_path / "sweep"),
                      "-S", "sweep.space={temperature: [2, 8], alpha: [0.5]}", "-S", "sweep.epochs=1"])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert rc == 0 and "-S distill.temperature=" in printed
     rows = (tmp_path / "sweep" / "trials.csv").read_text().splitlines()
     assert rows[0] == "trial,temperature,alpha,val_acc,epochs,seconds" and len(rows) == 3
@@ -131,7 +132,7 @@ def test_sweep_cli_then_distill_from_sweep(base, tmp_path, capsys):
     out = distill.run(tiny_cfg(**ONE, distill__from_sweep=str(tmp_path / "sweep" / "best.yaml")), inputs,
                       {"model": d / "swept"})
     assert out["temperature"] == best["overrides"]["temperature"] and out["alpha"] == 0.5
-    assert sweep_main(["--params", str(params), "--data", str(inputs["data"]), "--soft-targets",
+    assert kdflow_main(["sweep", "--params", str(params), "--data", str(inputs["data"]), "--soft-targets",
                        str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
 
 

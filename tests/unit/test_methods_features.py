@@ -82,7 +82,9 @@ def test_distiller_probes_shapes_without_touching_batchnorm_and_trains_adapters(
     student(torch.randn(4, 1, 40))
     with torch.no_grad():
         teacher(torch.randn(4, 1, 40))
-    loss = fd()
+    terms = fd()
+    assert list(terms) == ["hint_0", "attention_1"]  # each pair is its own named, weighted term
+    loss = sum(terms.values())
     loss.backward()
     assert loss.item() > 0 and fd.adapters[0].weight.grad is not None
     assert fd.s_taps.out == {} and fd.t_taps.out == {}  # captures are released every step

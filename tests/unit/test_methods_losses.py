@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from kdflow.errors import KdflowError
-from kdflow.losses import FEATURE_REGISTRY, REGISTRY, get_feature_loss, get_loss
+from kdflow.losses import COMBINERS, FEATURE_LOSSES, LOSSES
 from kdflow.losses.attention import attention_loss, attention_map
 from kdflow.losses.dkd import dkd_loss, dkd_terms
 from kdflow.losses.ensemble import ensemble_logits
 from kdflow.losses.hint import hint_loss
 from kdflow.losses.kd import kd_term
+from tests.helpers import tiny_cfg
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 # Teacher logits [ln2, 0, 0] -> p_t = [1/2, 1/4, 1/4]; student logits 0 -> p_s = [1/3, 1/3, 1/3].
@@ -138,9 +139,40 @@ def test_attention_power_and_sign():
     assert attention_map(s, 2.0)[0].tolist() == pytest.approx([4 / math.sqrt(17), 1 / math.sqrt(17)])
 
 
-def test_registries_and_errors():
-    assert {"kd", "dkd"} <= set(REGISTRY) and {"hint", "attention"} <= set(FEATURE_REGISTRY)
+def test_mean_logits_combiner_by_hand():
+    # weights 3:1 over logits [ln3, 0] and [0, 0] -> [3/4·ln3, 0]
+    z = COMBINERS["mean_logits"].fn(TWO, 1.0, torch.tensor([3.0, 1.0]))
+    assert z[0].tolist() == pytest.approx([0.75 * LN3, 0.0], abs=1e-6)
+
+
+def test_registries_list_every_method():
+    assert set(LOSSES) == {"kd", "dkd"} and set(FEATURE_LOSSES) == {"hint", "attention"}
+    assert set(COMBINERS) == {"mean_prob", "mean_logits"}
+
+
+def test_named_terms_sum_to_the_loss_by_hand():
+    # kd, alpha 0.5, T 1, label 1: ce = 0.5·ln3, kd = 0.5·KL(p_t ‖ uniform)
+    terms = LOSSES["kd"].fn(S_LOGITS, T_LOGITS, torch.tensor([1]), 1.0, 0.5)
+    assert set(terms) == {"ce", "kd"}
+    assert terms["ce"].item() == pytest.approx(0.5 * LN3, abs=1e-6)
+    assert terms["kd"].item() == pytest.approx(0.5 * KL_TS, abs=1e-6)
+    dkd_terms_ = LOSSES["dkd"].fn(S_LOGITS, T_LOGITS, torch.tensor([1]), 1.0, 0.5, LOSSES["dkd"].bind({}))
+    assert {k: round(v.item(), 6) for k, v in dkd_terms_.items()} == pytest.approx(
+        {"ce": 0.5 * LN3, "tckd": 0.5 * TCKD_1, "nckd": 0.5 * 8 * NCKD_1}, abs=1e-6)
+
+
+def test_unknown_names_and_bad_params_fail_when_params_load():
     with pytest.raises(KdflowError, match="unknown distill.loss 'fitnet'; allowed: dkd, kd"):
-        get_loss("fitnet")
+        tiny_cfg(distill__loss="fitnet")
+    with pytest.raises(KdflowError, match="distill.loss 'dkd' params: nckdd: Extra inputs.*valid keys: tckd, nckd"):
+        tiny_cfg(distill__loss="dkd", distill__loss_params={"nckdd": 2})
+    with pytest.raises(KdflowError, match="distill.loss 'dkd' params: nckd: Input should be greater"):
+        tiny_cfg(distill__loss="dkd", distill__loss_params={"nckd": -1})
     with pytest.raises(KdflowError, match="unknown distill.features method 'crd'; allowed: attention, hint"):
-        get_feature_loss("crd")
+        tiny_cfg(distill__features=[{"method": "crd", "student": "a", "teacher": "b"}])
+    with pytest.raises(KdflowError, match="'attention' params: p: Input should be greater than 0"):
+        tiny_cfg(distill__features=[{"method": "attention", "student": "a", "teacher": "b", "params": {"p": 0}}])
+    with pytest.raises(KdflowError, match="unknown ensemble.combine 'vote'"):
+        tiny_cfg(ensemble__combine="vote")
+    cfg = tiny_cfg(distill__loss="dkd", distill__loss_params={"nckd": 2})
+    assert cfg.distill.loss_params == {"tckd": 1.0, "nckd": 2.0}  # defaults filled at load

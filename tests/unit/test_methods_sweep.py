@@ -34,9 +34,10 @@ def test_random_draws_within_ranges_reproducibly():
 
 
 def test_values_apply_under_distill_with_list_indices_and_fail_by_name():
-    cfg = tiny_cfg(distill__features=[{"student": "features.2", "teacher": "features.4"}])
-    got = with_values(cfg, {"temperature": 2.0, "dkd.nckd": 4.0, "features.0.weight": 0.5}, epochs=3)
-    assert (got.distill.temperature, got.distill.dkd.nckd, got.distill.features[0].weight) == (2.0, 4.0, 0.5)
+    cfg = tiny_cfg(distill__loss="dkd", distill__features=[{"student": "features.2", "teacher": "features.4"}])
+    got = with_values(cfg, {"temperature": 2.0, "loss_params.nckd": 4.0, "features.0.weight": 0.5}, epochs=3)
+    assert (got.distill.temperature, got.distill.loss_params["nckd"], got.distill.features[0].weight) == \
+        (2.0, 4.0, 0.5)
     assert got.distill.train.epochs == 3 and cfg.distill.temperature == 4.0  # the input is not modified
     with pytest.raises(KdflowError, match="unknown key 'distill.temprature'"):
         with_values(cfg, {"temprature": 2.0})

@@ -6,15 +6,7 @@ import pytest
 import torch
 
 from kdflow.models import load_model
-from kdflow.stages import (
-    distill,
-    evaluate,
-    finetune,
-    register,
-    soft_targets,
-    train_baseline,
-    train_teacher,
-)
+from kdflow.stages.registry import PIPELINE, run_pipeline
 from kdflow.tracking import CHALLENGER, CHAMPION, resolve_alias
 from tests.helpers import tiny_cfg
 
@@ -26,21 +18,15 @@ METRIC_KEYS = [f"{r}.{m}" for r in ("teacher", "baseline", "student") for m in (
 
 @pytest.fixture(scope="module")
 def pipeline(prepared, tmp_path_factory):
+    """The registry's pipeline order at its declared paths, the prepared data reused from the session."""
     d = tmp_path_factory.mktemp("pipe")
-    cfg = tiny_cfg()
-    p = {"data": prepared, "teacher": d / "teacher", "st": d / "st", "baseline": d / "baseline",
-         "student": d / "student", "final": d / "final", "metrics": d / "metrics", "reg": d / "reg"}
-    out = {
-        "teacher": train_teacher.run(cfg, {"data": prepared}, {"model": p["teacher"]}),
-        "st": soft_targets.run(cfg, {"data": prepared, "teacher": p["teacher"]}, {"soft_targets": p["st"]}),
-        "baseline": train_baseline.run(cfg, {"data": prepared}, {"model": p["baseline"]}),
-        "distill": distill.run(cfg, {"data": prepared, "soft_targets": p["st"]}, {"model": p["student"]}),
-        "finetune": finetune.run(cfg, {"data": prepared, "student": p["student"]}, {"model": p["final"]}),
-    }
-    out["evaluate"] = evaluate.run(cfg, {"data": prepared, "teacher": p["teacher"], "baseline": p["baseline"],
-                                         "student": p["final"]}, {"metrics": p["metrics"]})
-    out["register"] = register.run(cfg, {"data": prepared, "student": p["final"], "teacher": p["teacher"],
-                                         "metrics": p["metrics"]}, {"registration": p["reg"]})
+    out = run_pipeline(tiny_cfg(), d, reuse={"data/prepared": prepared})
+    assert list(out) == list(PIPELINE[1:])  # every stage after prepare ran, in the declared order
+    out["st"], out["teacher"] = out.pop("soft_targets"), out.pop("train_teacher")
+    out["baseline"] = out.pop("train_baseline")
+    p = {"data": prepared, "teacher": d / "models/teacher", "st": d / "soft_targets/teacher",
+         "baseline": d / "models/baseline", "student": d / "models/student", "final": d / "models/final",
+         "metrics": d / "metrics", "reg": d / "registration"}
     return p, out
 
 
@@ -76,12 +62,22 @@ def test_evaluate_writes_metrics_plots_report(pipeline):
     assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
 
 
-def test_register_sets_aliases(pipeline):
-    _, out = pipeline
+def test_register_sets_aliases_and_gates_on_retention(pipeline, tmp_path):
+    from kdflow.stages import register
+
+    p, out = pipeline
     reg = out["register"]
-    assert resolve_alias("tiny-student", CHALLENGER) == reg["version"]
-    if reg["promoted"]:
-        assert resolve_alias("tiny-student", CHAMPION) == reg["version"]
+    m = json.loads((p["metrics"] / "metrics.json").read_text())
+    # the tiny profile's gate is min_retention 0.5: a trained tiny student keeps far more than half
+    assert reg["gate"] == {"min_retention": True} and m["retention"] >= 0.5 and reg["promoted"] is True
+    assert resolve_alias("tiny-student", CHALLENGER) == reg["version"] == resolve_alias("tiny-student", CHAMPION)
+    # a gate it cannot pass: a new challenger version, and the champion alias stays where it was
+    failed = register.run(tiny_cfg(register__gate={"min_retention": 1.01}), {
+        "data": p["data"], "student": p["final"], "teacher": p["teacher"], "metrics": p["metrics"]},
+        {"registration": tmp_path / "reg"})
+    assert failed["gate"] == {"min_retention": False} and failed["promoted"] is False
+    assert resolve_alias("tiny-student", CHALLENGER) == failed["version"] != reg["version"]
+    assert resolve_alias("tiny-student", CHAMPION) == reg["version"]
 
 
 def test_distill_online_equals_offline_without_augmentation(pipeline, prepared):
@@ -100,5 +96,6 @@ def test_distill_online_equals_offline_without_augmentation(pipeline, prepared):
 
     x, y, ids = next(iter(KDDataModule(prepared, 64, with_transfer=True).train_dataloader()))
     logits = student(x)
-    assert online.objective(logits, x, y, ids).item() == pytest.approx(
-        offline.objective(logits, x, y, ids).item(), rel=1e-2)
+    on, off = online.objective(logits, x, y, ids), offline.objective(logits, x, y, ids)
+    assert set(on) == set(off) == {"ce", "kd"}  # named terms, logged as train_ce / train_kd
+    assert sum(on.values()).item() == pytest.approx(sum(off.values()).item(), rel=1e-2)

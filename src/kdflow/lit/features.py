@@ -23,7 +23,7 @@ from torch import nn
 
 from kdflow.config import FeaturePair
 from kdflow.errors import KdflowError
-from kdflow.losses import get_feature_loss
+from kdflow.losses import FEATURE_LOSSES
 
 
 def _net(model: nn.Module) -> nn.Module:
@@ -112,32 +112,35 @@ class FeatureDistiller(nn.Module):
     def __init__(self, student: nn.Module, teacher: nn.Module, pairs: list[FeaturePair], input_shape: list[int]):
         super().__init__()
         self.pairs = list(pairs)
-        self.kinds = [get_feature_loss(p.method) for p in self.pairs]
+        self.kinds = [FEATURE_LOSSES.get_entry(p.method) for p in self.pairs]
+        self.args = [kind.bind(p.params) for kind, p in zip(self.kinds, self.pairs)]
+        # a term's log name: method and student module, numbered when a method repeats
+        self.names = [f"{p.method}_{i}" for i, p in enumerate(self.pairs)]
         self.s_taps = FeatureTaps(student, [p.student for p in self.pairs], "student")
         self.t_taps = FeatureTaps(teacher, [p.teacher for p in self.pairs], "teacher")
         s_shapes, t_shapes = probe(student, self.s_taps, input_shape), probe(teacher, self.t_taps, input_shape)
         self.shapes = [(s_shapes[p.student], t_shapes[p.teacher]) for p in self.pairs]
         adapters = []
         for pair, kind, (ss, ts) in zip(self.pairs, self.kinds, self.shapes):
-            if kind.conv_only and (len(ss) < 2 or len(ts) < 2):
+            if kind.meta.get("conv_only") and (len(ss) < 2 or len(ts) < 2):
                 raise KdflowError(f"{pair.method} needs conv feature maps (B, C, L) or (B, C, H, W); "
                                   f"'{pair.student}' gives {[None, *ss]}, '{pair.teacher}' gives {[None, *ts]}")
-            adapters.append(make_adapter(ss, ts) if kind.adapter else nn.Identity())
+            adapters.append(make_adapter(ss, ts) if kind.meta.get("adapter") else nn.Identity())
         self.adapters = nn.ModuleList(adapters)
 
-    def forward(self) -> torch.Tensor:
-        """The weighted feature loss of the last student and teacher forwards; clears the captures."""
+    def forward(self) -> dict[str, torch.Tensor]:
+        """The weighted feature terms of the last student and teacher forwards, by name; clears the captures."""
         s_out, t_out = self.s_taps.out, self.t_taps.out
         missing = [p.student for p in self.pairs if p.student not in s_out] + \
                   [p.teacher for p in self.pairs if p.teacher not in t_out]
         if missing:
             raise KdflowError(f"feature hooks captured nothing for {missing}: the module is not on the forward path")
-        total = torch.zeros((), device=next(iter(s_out.values())).device)
-        for pair, kind, adapter in zip(self.pairs, self.kinds, self.adapters):
-            total = total + pair.weight * kind.fn(adapter(s_out[pair.student]), t_out[pair.teacher], pair)
+        terms = {name: pair.weight * kind.fn(adapter(s_out[pair.student]), t_out[pair.teacher], args)
+                 for name, pair, kind, adapter, args in zip(self.names, self.pairs, self.kinds, self.adapters,
+                                                            self.args)}
         s_out.clear()
         t_out.clear()
-        return total
+        return terms
 
     def remove(self) -> None:
         self.s_taps.remove()

@@ -11,8 +11,7 @@ from kdflow.config import Augment, Distill, Train
 from kdflow.data.augment import augment
 from kdflow.errors import KdflowError
 from kdflow.lit.features import FeatureDistiller
-from kdflow.losses import get_loss
-from kdflow.losses.ensemble import ensemble_logits
+from kdflow.losses import COMBINERS, LOSSES
 
 
 class ClassifierModule(L.LightningModule):
@@ -21,7 +20,8 @@ class ClassifierModule(L.LightningModule):
         self.model, self.train_cfg, self.seed = model, train, seed
         self.aug: Augment = train.augment
         self._gen = torch.Generator()
-        self._loss_sum, self._loss_count = torch.zeros(()), 0
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
 
     def forward(self, x):
         return self.model(x)
@@ -40,26 +40,36 @@ class ClassifierModule(L.LightningModule):
         s = self.seed * 1_000_003 + self.current_epoch
         torch.manual_seed(s)
         self._gen.manual_seed(s)
-        self._loss_sum, self._loss_count = torch.zeros((), device=self.device), 0
+        self._sums, self._count = {}, 0
 
-    def objective(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), y)
+    def objective(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                  ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named, weighted loss terms; the training loss is their sum."""
+        return {"ce": F.cross_entropy(logits.float(), y)}
 
     def training_step(self, batch, batch_idx):
         x, y, ids = batch
         x = augment(x, self.aug, self._gen)
         logits = self.model(x)
-        loss = self.objective(logits, x, y, ids)
+        terms = self.objective(logits, x, y, ids)
+        loss = sum(terms.values())
         # Summed here, logged once per epoch: a per-step `self.log` costs ~0.5 ms of Lightning bookkeeping
         # (result collection, device moves), 5-10 % of a small model's CPU step.
-        self._loss_sum += loss.detach() * len(y)
-        self._loss_count += len(y)
+        n = len(y)
+        for name, value in terms.items():
+            acc = self._sums.get(name)
+            self._sums[name] = value.detach() * n if acc is None else acc + value.detach() * n
+        self._count += n
         return loss
 
     def on_train_epoch_end(self) -> None:
         # A run resumed from a checkpoint taken after validation re-enters the end of that epoch with no steps.
-        if self._loss_count:
-            self.log("train_loss", self._loss_sum / self._loss_count, prog_bar=True, sync_dist=True)
+        if self._count:
+            means = {name: total / self._count for name, total in self._sums.items()}
+            self.log("train_loss", sum(means.values()), prog_bar=True, sync_dist=True)
+            if len(means) > 1 or "ce" not in means:  # a lone CE term is train_loss already
+                for name, value in means.items():
+                    self.log(f"train_{name}", value, sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
         x, y, _ = batch
@@ -99,9 +109,12 @@ class DistillModule(ClassifierModule):
 
     def __init__(self, model: nn.Module, cfg: Distill, seed: int = 0, table: torch.Tensor | None = None,
                  teacher: nn.Module | None = None, teacher_weights: list[float] | None = None,
-                 input_shape: list[int] | None = None):
+                 input_shape: list[int] | None = None, combine: str = "mean_prob"):
         super().__init__(model, cfg.train, seed)
-        self.cfg, self.loss_fn = cfg, get_loss(cfg.loss)
+        self.cfg = cfg
+        entry = LOSSES.get_entry(cfg.loss)
+        self.loss_fn, self.loss_params = entry.fn, entry.bind(cfg.loss_params)
+        self.combine = COMBINERS.get_entry(combine).fn
         if table is None and teacher is None:
             raise KdflowError("distillation needs cached soft targets (offline) or a teacher model (online)")
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
@@ -131,15 +144,14 @@ class DistillModule(ClassifierModule):
             with torch.no_grad():  # not inference_mode: the outputs take part in the student's autograd graph
                 online = self.teacher(x).float()
         t = self.table[ids] if self.table is not None else online
-        return ensemble_logits(t, self.cfg.temperature, self.teacher_weights) if t.dim() == 3 else t
+        return self.combine(t, self.cfg.temperature, self.teacher_weights) if t.dim() == 3 else t
 
     def objective(self, logits, x, y, ids):
-        loss = self.loss_fn(logits, self.teacher_logits(x, ids), y, self.cfg)
+        d = self.cfg
+        terms = self.loss_fn(logits, self.teacher_logits(x, ids), y, d.temperature, d.alpha, self.loss_params)
         if self.features is not None:
-            feat = self.features()
-            self.log("feature_loss", feat, on_step=False, on_epoch=True, batch_size=len(y))
-            loss = loss + feat
-        return loss
+            terms |= self.features()
+        return terms
 
     def on_fit_end(self) -> None:
         if self.features is not None:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+
+from kdflow.losses.registry import NoParams, register_loss
 
 _MASK = -1e4  # a finite "minus infinity" in log space: exp() underflows to exactly 0, 0·finite stays 0
 
@@ -40,14 +43,30 @@ def dkd_terms(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor
     return tckd * t * t, nckd * t * t
 
 
-def dkd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float,
-             tckd_weight: float, nckd_weight: float) -> torch.Tensor:
+class DKDParams(NoParams):
+    """`distill.loss_params` of `dkd`: KD = tckd·TCKD + nckd·NCKD."""
+
+    tckd: float = Field(1.0, ge=0, description="target-class term weight (the paper's alpha = 1)")
+    nckd: float = Field(8.0, ge=0, description="non-target-class term weight (the paper's beta = 8)")
+
+
+@register_loss("dkd", params=DKDParams)
+def dkd(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float,
+        params: DKDParams) -> dict[str, torch.Tensor]:
+    """{"ce": (1-α)·CE, "tckd": α·tckd·TCKD, "nckd": α·nckd·NCKD}, each averaged over the batch."""
     labeled = y >= 0
     target = torch.where(labeled, y, teacher.argmax(1))
-    ce = F.cross_entropy(student.float(), y.clamp(min=0), reduction="none") * labeled
+    n = len(y)
+    terms = {"ce": (F.cross_entropy(student.float(), y.clamp(min=0), reduction="none") * labeled).sum()
+             * ((1 - alpha) / n)}
     if alpha > 0:
         tckd, nckd = dkd_terms(student, teacher, target, temperature)
-        kd = tckd_weight * tckd + nckd_weight * nckd
-    else:
-        kd = torch.zeros_like(ce)
-    return ((1 - alpha) * ce + alpha * kd).sum() / len(y)
+        terms["tckd"] = tckd.sum() * (alpha * params.tckd / n)
+        terms["nckd"] = nckd.sum() * (alpha * params.nckd / n)
+    return terms
+
+
+def dkd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float,
+             tckd_weight: float, nckd_weight: float) -> torch.Tensor:
+    """The total of `dkd`'s terms."""
+    return sum(dkd(student, teacher, y, temperature, alpha, DKDParams(tckd=tckd_weight, nckd=nckd_weight)).values())

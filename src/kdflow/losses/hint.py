@@ -6,8 +6,18 @@ see `kdflow.lit.features`); spatial sizes that still differ are average-pooled t
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+
+from kdflow.losses.registry import NoParams, register_feature_loss
+
+
+class HintParams(NoParams):
+    """`features[].params` of `hint`."""
+
+    loss: Literal["mse", "cosine"] = "mse"  # distance of the adapted student feature to the teacher's
 
 
 def match_spatial(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,3 +35,8 @@ def hint_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "mse") -
     if kind == "cosine":
         return (1 - F.cosine_similarity(s.flatten(1), t.flatten(1), dim=1)).mean()
     return F.mse_loss(s, t)
+
+
+@register_feature_loss("hint", params=HintParams, adapter=True)
+def hint(student: torch.Tensor, teacher: torch.Tensor, params: HintParams) -> torch.Tensor:
+    return hint_loss(student, teacher, params.loss)

@@ -8,14 +8,12 @@ are computed once over train/val/transfer (the cached-table path of the distill 
 `gen-0` … `gen-K` model directories and `generations.json` (validation accuracy per generation);
 the evaluate stage reports every generation on the test split.
 
-    python -m kdflow.stages.born_again --params params.yaml --data D --teacher models/baseline --out OUT
+    kdflow born-again --params params.yaml --data D --teacher models/baseline --out OUT
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,24 +87,3 @@ def generation_dirs(path: Path) -> list[tuple[int, Path]]:
     """(k, dir) of a born-again output, in generation order."""
     gens = [(int(p.name.split("-", 1)[1]), p) for p in Path(path).glob("gen-*") if (p / "model.json").is_file()]
     return sorted(gens)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="kdflow born-again", description="born-again self-distillation, K generations")
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--teacher", type=Path, required=True, help="generation 0 (e.g. models/baseline)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--ckpt-dir", type=Path)
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    from kdflow.cli import report
-    from kdflow.config import load_params
-
-    outputs = {"generations": args.out} | ({"checkpoints": args.ckpt_dir} if args.ckpt_dir else {})
-    return report("kdflow born-again", lambda: run(load_params(args.params, args.set),
-                                                   {"data": args.data, "teacher": args.teacher}, outputs))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Stage `combine_teachers`: several teachers' soft-target stores -> one multi-teacher store.
 
 Every input except `data` is a store; its key names the teacher (KFP passes one artifact per
-teacher, the CLI below passes `main` and the `ensemble.teachers` members in params order). The
+teacher; `combine`, the CLI/DVC entry, passes `main` and the `ensemble.teachers` members in params order). The
 stores must cover the same samples of the same dataset with the same classes. The combined store
 keeps each teacher's raw logits, shape (N, K, C), and lists the K teachers in order (name, model,
 weights hash, source store checksum): temperature and per-teacher weights (`ensemble.weights`) are
@@ -10,14 +10,12 @@ applied at distillation time, where the student learns from the average of softm
 `train_member` trains one extra teacher of `ensemble.teachers` (the `teacher` role with the
 member's seed/model/train) and caches its soft targets: the body of the `foreach` stage.
 
-    python -m kdflow.stages.combine_teachers member <name> --params params.yaml --data D --model M --soft-targets S
-    python -m kdflow.stages.combine_teachers combine --params params.yaml --data D --main S0 --pool DIR --out OUT
+    kdflow teacher-pool-member --member <name> --params params.yaml --data D --model M --soft-targets S
+    kdflow combine-teachers --params params.yaml --data D --main S0 --pool DIR --out OUT
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,17 +92,19 @@ def member_params(cfg: Params, name: str) -> Params:
     return validate(raw, f"ensemble.teachers.{name}")
 
 
-def train_member(cfg: Params, name: str, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
-    """Train ensemble member `name` as a teacher and cache its soft targets (one `foreach` item)."""
+def train_member(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path], member: str | None = None) -> dict:
+    """Train ensemble member `member` as a teacher and cache its soft targets (one `foreach` item)."""
     from kdflow.stages import soft_targets, train_teacher
 
-    mcfg = member_params(cfg, name)
+    if not member:
+        raise KdflowError("teacher_pool_member needs --member NAME (an ensemble.teachers name)")
+    mcfg = member_params(cfg, member)
     data = need(inputs, "data", "teacher_pool")
     model, store = need(outputs, "model", "teacher_pool"), need(outputs, "soft_targets", "teacher_pool")
     trained = train_teacher.run(mcfg, {"data": data}, {k: v for k, v in outputs.items() if k in ("model",
                                                                                                "checkpoints")})
     cached = soft_targets.run(mcfg, {"data": data, "teacher": model}, {"soft_targets": store})
-    return {"member": name, "teacher": trained, "soft_targets": cached}
+    return {"member": member, "teacher": trained, "soft_targets": cached}
 
 
 def stores_from_params(cfg: Params, main: Path | None, pool: Path | None) -> dict[str, Path]:
@@ -120,39 +120,7 @@ def stores_from_params(cfg: Params, main: Path | None, pool: Path | None) -> dic
     return stores
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="kdflow combine-teachers", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in ("member", "combine"):
-        sp = sub.add_parser(name)
-        sp.add_argument("--params", default="params.yaml")
-        sp.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE")
-        sp.add_argument("--data", type=Path, required=True)
-    m = sub.choices["member"]
-    m.add_argument("name")
-    m.add_argument("--model", type=Path, required=True)
-    m.add_argument("--soft-targets", type=Path, required=True)
-    m.add_argument("--ckpt-dir", type=Path)
-    c = sub.choices["combine"]
-    c.add_argument("--main", type=Path, help="the main teacher's store (first, when ensemble.include_main)")
-    c.add_argument("--pool", type=Path, help="directory of member stores, one per ensemble.teachers name")
-    c.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    from kdflow.cli import report
-    from kdflow.config import load_params
-
-    def work() -> dict:
-        cfg = load_params(args.params, args.set)
-        if args.command == "member":
-            outputs = {"model": args.model, "soft_targets": args.soft_targets}
-            if args.ckpt_dir:
-                outputs["checkpoints"] = args.ckpt_dir
-            return train_member(cfg, args.name, {"data": args.data}, outputs)
-        stores = stores_from_params(cfg, args.main, args.pool)
-        return run(cfg, {"data": args.data, **stores}, {"soft_targets": args.out})
-
-    return report("kdflow combine-teachers", work)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def combine(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
+    """The stage as DVC runs it: the main store and the pool directory, named by the params."""
+    stores = stores_from_params(cfg, inputs.get("main"), inputs.get("pool"))
+    return run(cfg, {"data": inputs["data"], **stores} if inputs.get("data") else stores, outputs)

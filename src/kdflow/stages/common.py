@@ -17,7 +17,7 @@ from kdflow import tracking
 from kdflow.config import ModelSpec, Params, Role, Train
 from kdflow.data.module import KDDataModule, load_info
 from kdflow.errors import KdflowError
-from kdflow.io import atomic_dir
+from kdflow.io import atomic_dir, need  # noqa: F401  (need: re-exported for the stages)
 from kdflow.lit.fit import fit
 from kdflow.models import save_model
 
@@ -25,12 +25,6 @@ from kdflow.models import save_model
 def is_rank_zero() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and \
         int(os.environ.get("NODE_RANK", "0")) == 0
-
-
-def need(paths: dict[str, Path], key: str, stage: str) -> Path:
-    if key not in paths or paths[key] is None:
-        raise KdflowError(f"stage {stage} needs the path '{key}'")
-    return Path(paths[key])
 
 
 def spec_for(model: ModelSpec | None, info: dict) -> dict[str, Any]:

@@ -72,11 +72,11 @@ def build_module(cfg: Params, inputs: dict[str, Path], info: dict, spec: dict, t
         if table.dim() == 3:
             k = table.shape[1]
             source["ensemble"] = {"num_teachers": k, "weights": weights or [1.0 / k] * k,
-                                  "combine": "mean of softmax(z_k / T)"}
+                                  "combine": cfg.ensemble.combine}
     if d.features:
         source["features"] = [p.model_dump() for p in d.features]
     module = DistillModule(student, d, seed, table=table, teacher=teacher, teacher_weights=weights,
-                           input_shape=list(spec["input_shape"]))
+                           input_shape=list(spec["input_shape"]), combine=cfg.ensemble.combine)
     return module, source
 
 

@@ -14,14 +14,14 @@ import numpy as np
 
 from kdflow.config import Params
 from kdflow.errors import KdflowError
-from kdflow.io import atomic_dir
+from kdflow.io import atomic_dir, need
 from kdflow.soft_targets import read_store, write_store
 
 SAME = ("num_classes", "topk", "data_hash", "splits", "num_shards")
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
-    out = _output(outputs, "soft_targets", "merge_soft_targets")
+    out = need(outputs, "soft_targets", "merge_soft_targets")
     if not inputs:
         raise KdflowError("merge_soft_targets needs at least one shard store")
     stores = [read_store(path) + (str(path),) for path in inputs.values()]
@@ -53,10 +53,3 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
 
 def _weights(manifest: dict) -> list[str]:
     return [t.get("weights_sha256", "") for t in manifest.get("teachers", [])]
-
-
-def _output(outputs: dict[str, Path], key: str, stage: str) -> Path:
-    # not stages.common.need: importing that module pulls in Lightning (seconds per pipeline step)
-    if outputs.get(key) is None:
-        raise KdflowError(f"stage {stage} needs the output path '{key}'")
-    return Path(outputs[key])

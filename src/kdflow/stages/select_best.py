@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kdflow.config import Params
 from kdflow.errors import KdflowError
-from kdflow.io import atomic_dir, read_json, write_json
+from kdflow.io import atomic_dir, need, read_json, write_json
 from kdflow.models import SPEC
 
 SELECTION = "selection.json"
@@ -26,7 +26,7 @@ def score(model_dir: Path) -> float:
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     """Every input is a candidate (key = its name); writes the winner to outputs['model']."""
-    out = _output(outputs, "model", "select_best")
+    out = need(outputs, "model", "select_best")
     if not inputs:
         raise KdflowError("select_best needs at least one candidate model")
     names = list(inputs)
@@ -43,10 +43,3 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
         write_json(tmp / SELECTION, {"selected": names[best], "metric": "training.best_val_acc",
                                      "candidates": table})
     return {"selected": names[best], "index": best, "val_acc": scores[best], "candidates": table}
-
-
-def _output(outputs: dict[str, Path], key: str, stage: str) -> Path:
-    # not stages.common.need: importing that module pulls in Lightning (seconds per pipeline step)
-    if outputs.get(key) is None:
-        raise KdflowError(f"stage {stage} needs the output path '{key}'")
-    return Path(outputs[key])
