@@ -60,11 +60,12 @@ METHODS = (
     Use("combine_teachers", "combine_teachers"),
     Use("distill_ensemble", "distill", {"soft_targets": "soft_targets/ensemble", "model": "models/student_ensemble",
                                         "checkpoints": "checkpoints/student_ensemble"}, params=("ensemble.weights",)),
-    Use("evaluate_ensemble", "evaluate", {"student": "models/student_ensemble", "metrics": "metrics_methods/ensemble"}),
+    Use("evaluate_ensemble", "evaluate", {"student": "models/student_ensemble", "metrics": "metrics_methods/ensemble"},
+        params=("compress",)),
     # Self-distillation: generation 0 is the no-KD baseline; generation k+1 is distilled from k.
     Use("born_again", "born_again"),
     Use("evaluate_born_again", "evaluate", {"student": "models/born_again/gen-${born_again.generations}",
-                                            "metrics": "metrics_methods/born_again"}),
+                                            "metrics": "metrics_methods/born_again"}, params=("compress",)),
     Use("sweep", "sweep"),
 )
 

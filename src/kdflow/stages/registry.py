@@ -111,7 +111,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", "kdflow.stages.evaluate:run", "teacher vs baseline vs student on the test split",
           inputs=(DATA, TEACHER, Port("baseline", "model", "models/baseline"),
                   Port("student", "model", "models/final")),
-          outputs=(Port("metrics", "metrics", "metrics", flag="out"),), params=("seed", "evaluate", "compress")),
+          outputs=(Port("metrics", "metrics", "metrics", flag="out"),), params=("seed", "evaluate")),
     Stage("register", "kdflow.stages.register:run",
           "register the student in MLflow; promote it if the gate passes",
           inputs=(DATA, Port("student", "model", "models/final"), TEACHER,
