@@ -25,6 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from kdflow.config import Train
 from kdflow.errors import KdflowError
+from kdflow.lit.progress import progress_callbacks
 from kdflow.tracking import tracking_uri
 
 
@@ -81,7 +82,9 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, t: Train, 
     # only in epochs that improve val_acc (Lightning >= 2.5), so a kill would redo every epoch since then.
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False,
                            save_on_train_epoch_end=False)
-    callbacks: list = [best, last]
+    # Progress: rich bar on a terminal, plain lines in a pod log or `dvc repro > log` (fingerprints start
+    # with the stage name).
+    callbacks: list = [best, last, *progress_callbacks(fingerprint.split(":")[0], t.progress_bar)]
     if t.patience:
         callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=t.patience))
     loggers: list = [CSVLogger(ckpt_dir, name="curves", version=0)]

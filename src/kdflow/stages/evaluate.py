@@ -24,6 +24,7 @@ from kdflow.evaluation import metrics as M
 from kdflow.evaluation import perf, report
 from kdflow.io import atomic_dir, write_json
 from kdflow.models import load_model
+from kdflow.progress import Ticker
 from kdflow.stages.common import check_classes, need
 
 ROLES = ("teacher", "baseline", "student")
@@ -104,6 +105,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     torch.manual_seed(cfg.seed)
     flat: dict[str, float] = {}
     logits, curves, specs, models = {}, {}, {}, {}
+    ticker = Ticker("evaluate", total=len(ROLES), unit="models", every=0)
     with tracking.stage_run(cfg, "evaluate", cfg.evaluate.model_dump(mode="json"), info["hash"]):
         for role in ROLES:
             path = need(inputs, role, "evaluate")
@@ -113,6 +115,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             models[role] = model
             flat.update({f"{role}.{k}": v for k, v in res.items()})
             curves[role], specs[role] = _curves(path), spec
+            ticker.update(1, role)
         t, b, s = (flat[f"{r}.accuracy"] for r in ROLES)
         pred_t = logits["teacher"].argmax(1)
         pred_s = logits["student"].argmax(1)
