@@ -83,3 +83,37 @@ def test_metric_sum_reads_exposition_text():
             'kdflow_rollbacks_total{model_name="m",trigger="alertmanager"} 2.0\n')
     assert metric_sum(text, "kdflow_rollbacks_total") == 3.0
     assert metric_sum(text, "kdflow_rollbacks_total", trigger="poll") == 1.0
+
+
+def test_redact_keeps_scheme_host_and_aliases():
+    from kdflow.redact import redact
+
+    assert redact("http://admin:hunter2@mlflow:5000/api") == "http://***@mlflow:5000/api"
+    assert redact("at postgresql://u:p@db/mlflow, ") == "at postgresql://***@db/mlflow, "
+    assert redact("https://h/x?access_token=abc&x=1&sig=zz") == "https://h/x?access_token=***&x=1&sig=***"
+    for same in ("sqlite:///mlflow.db", "models:/student@champion", "runs:/abc/teacher", "user@example.com"):
+        assert redact(same) == same
+
+
+def test_log_filter_redacts_messages_and_tracebacks():
+    import io
+    import logging
+
+    from kdflow.redact import RedactingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("kdflow.test-redact")
+    logger.addHandler(handler)
+    try:
+        logger.error("cannot reach %s", "http://u:pw-in-args@h/")
+        try:
+            raise RuntimeError("failed: https://u:pw-in-traceback@h/x")
+        except RuntimeError:
+            logger.exception("boom")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "pw-in-args" not in text and "pw-in-traceback" not in text
+    assert "cannot reach http://***@h/" in text and "RuntimeError: failed: https://***@h/x" in text

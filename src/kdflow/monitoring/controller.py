@@ -38,7 +38,7 @@ from kdflow.monitoring.decision import Alert, Decision, Evidence, Policy, State,
 from kdflow.monitoring.events import EventRecorder
 from kdflow.monitoring.metrics import ControllerMetrics
 from kdflow.monitoring.prom import Prometheus, PrometheusError
-from kdflow.redact import redact
+from kdflow.redact import install_log_filter, redact
 from kdflow.serving.config import add_limit_args, split_limits
 from kdflow.serving.limits import HttpLimits, run_uvicorn, uvicorn_config
 from kdflow.serving.validation import BadRequest, check_content_type, parse_json, read_body
@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
               "from a Kubernetes Secret); pass --insecure-no-auth for local development only", file=sys.stderr)
         return 2
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_filter()  # from the first line on (uvicorn's loggers get it when it starts)
     import prometheus_client
     from mlflow import MlflowClient  # noqa: F401  imported before serving: seconds on a busy node, not per webhook
 

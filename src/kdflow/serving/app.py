@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kdflow.errors import KdflowError
+from kdflow.redact import install_log_filter
 from kdflow.serving.batcher import MicroBatcher
 from kdflow.serving.config import ServeConfig, parse_args
 from kdflow.serving.feedback import FeedbackStore, Prediction
@@ -271,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_filter()  # from the first line on (uvicorn's loggers get it when it starts)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     configure_process(cfg.torch_threads())
     try:
