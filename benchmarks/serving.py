@@ -17,6 +17,7 @@ and batch-1 (concurrency 1) p50 latency <= 1/3 of the teacher's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -164,6 +165,7 @@ def median_rows(samples: list[dict]) -> list[dict]:
 
 
 def run(args) -> dict:
+    from kdflow.serving.limits import HttpLimits
     from tests.support import harness
 
     if shutil.which("wrk") is None:
@@ -203,6 +205,7 @@ def run(args) -> dict:
     return {"models": {k: {kk: vv for kk, vv in v.items() if kk != "dir"} for k, v in models.items()},
             "input_shape": SHAPE, "seconds_per_run": seconds, "repeats": repeats,
             "load_generator": "wrk -t1 (closed loop)", "http_stack": f"uvicorn {http} + {loop}",
+            "http_limits": dataclasses.asdict(HttpLimits()),  # the server's defaults (docs/monitoring.md)
             "results": rows, "samples": samples, "instrumentation": instrumentation_cost(), "targets": targets(rows)}
 
 
