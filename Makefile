@@ -8,16 +8,26 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 # The CPU build goes in first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+EXTRAS ?= dev,models
+# timm/torchvision teachers: `make setup VISION=1`. The registries have no torchvision for the CPU torch
+# (torchvision 0.28.0's ops link CUDA torch: "operator torchvision::nms does not exist"); torch 2.14.1 (the
+# registry build, CUDA libraries included, runs on CPU) + torchvision 0.29.1 work: 5.6 GB installed instead
+# of 1.1 GB, measured in docs/your-model.md.
+ifneq ($(VISION),)
+TORCH := torch==2.14.1 torchvision==0.29.1
+EXTRAS := $(EXTRAS),vision
+endif
+STAMP := $(VENV)/.installed$(if $(VISION),-vision)
 
 .PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-methods compile run-local image image-test clean
 
-setup: $(VENV)/.installed
+setup: $(STAMP)
 
-$(VENV)/.installed: pyproject.toml
+$(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 # Real Prometheus, promtool and Alertmanager binaries for the monitoring tests (Debian packages).

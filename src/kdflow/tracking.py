@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kdflow.errors import KdflowError
+from kdflow.io import read_json
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -130,8 +131,9 @@ def register_model(model_dir: Path, name: str, tags: dict[str, str] | None = Non
     version = str(info.registered_model_version)
     tags = dict(tags or {})
     if teacher_dir is not None:
-        mlflow.log_artifact(str(teacher_dir / "model.json"), "teacher")
-        mlflow.log_artifact(str(teacher_dir / "model.pt"), "teacher")
+        program = read_json(teacher_dir / "model.json", "teacher spec").get("program")  # an imported .pt2/.onnx
+        for file in ("model.json", "model.pt", *([program] if program else [])):
+            mlflow.log_artifact(str(teacher_dir / file), "teacher")
         tags[TEACHER_TAG] = f"runs:/{mlflow.active_run().info.run_id}/teacher"
     c = client()
     for k, v in tags.items():

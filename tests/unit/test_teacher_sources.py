@@ -143,16 +143,23 @@ def test_mlflow_models_and_runs_uris(tmp_path):
     import mlflow
 
     from kdflow import tracking
+    from kdflow.compress import export_onnx
 
     d, orig = kdflow_dir(tmp_path)
+    export_onnx(orig, tmp_path / "t.onnx", [1, 40])  # the registered student's shadow teacher: an imported ONNX
+    save_imported(*import_model(src(tmp_path / "t.onnx"), info(), "teacher"), tmp_path / "onnx-teacher")
     mlflow.set_tracking_uri(tracking.tracking_uri())
     mlflow.set_experiment("sources-test")
     with mlflow.start_run() as run:
-        version = tracking.register_model(d, "src-teacher", teacher_dir=d)
+        version = tracking.register_model(d, "src-teacher", teacher_dir=tmp_path / "onnx-teacher")
     tracking.client().set_registered_model_alias("src-teacher", "gold", version)
-    for uri in ("models:/src-teacher@gold", f"runs:/{run.info.run_id}/teacher", f"runs:/{run.info.run_id}/model"):
+    for uri in ("models:/src-teacher@gold", f"runs:/{run.info.run_id}/model"):
         model, spec, _ = import_model(src(uri), info(), "teacher")
         assert same(model, orig) and spec["source"]["sha256"]["model.pt"] == sha256_file(d / "model.pt"), uri
+    shadow, _ = load_model(tracking.download_model(f"runs:/{run.info.run_id}/teacher", tmp_path / "dl"))
+    assert same(shadow, orig)  # the program file was logged beside model.json
+    with pytest.raises(KdflowError, match="is an exported program; import it from its file"):
+        import_model(src(f"runs:/{run.info.run_id}/teacher"), info(), "teacher")
     with pytest.raises(KdflowError, match="cannot fetch model models:/src-teacher@nope"):
         import_model(src("models:/src-teacher@nope"), info(), "teacher")
 

@@ -6,7 +6,7 @@ sha256 of the files it read). `kdflow.models.imported` then checks it against th
 writes an ordinary kdflow model directory, so every downstream stage loads it with
 `kdflow.models.load_model`. Adding a source is one function and one `@register_source`:
 
-    @register_source("mysrc", "what it reads")
+    @register_source("mysrc", "what it reads", detect=lambda path: ...)  # detect: optional, for bare paths
     def _mine(ref: str, src, info: dict) -> Loaded:
         ...
 
@@ -56,21 +56,25 @@ class Loaded:
 Loader = Callable[[str, SourceOptions, dict], Loaded]
 
 
+Detect = Callable[[Path], bool]
+
+
 @dataclass(frozen=True)
 class SourceType:
     scheme: str
     load: Loader
     help: str
     program: bool = False  # no Python modules: offline soft targets only, cannot be trained
+    detect: Detect | None = None  # recognises a bare path as this source (later registrations are asked first)
 
 
 SOURCES: dict[str, SourceType] = {}
-PROGRAM_SUFFIXES = {".pt2": "pt2", ".onnx": "onnx"}
 
 
-def register_source(scheme: str, help: str, program: bool = False) -> Callable[[Loader], Loader]:
+def register_source(scheme: str, help: str, program: bool = False,
+                    detect: Detect | None = None) -> Callable[[Loader], Loader]:
     def deco(fn: Loader) -> Loader:
-        SOURCES[scheme] = SourceType(scheme, fn, help, program)
+        SOURCES[scheme] = SourceType(scheme, fn, help, program, detect)
         return fn
     return deco
 
@@ -81,12 +85,9 @@ def parse(uri: str) -> tuple[SourceType, str]:
     if sep and scheme in SOURCES:
         return SOURCES[scheme], (uri if scheme in ("models", "runs") else ref)
     path = Path(uri)
-    if path.suffix in PROGRAM_SUFFIXES:
-        return SOURCES[PROGRAM_SUFFIXES[path.suffix]], uri
-    if path.is_dir() and (path / "model.json").is_file():
-        return SOURCES["kdflow"], uri
-    if path.is_dir() and (path / "config.json").is_file():
-        return SOURCES["hf"], uri
+    for kind in reversed(SOURCES.values()):
+        if kind.detect is not None and kind.detect(path):
+            return kind, uri
     if not path.exists():
         raise KdflowError(f"model source '{uri}': no such file or directory, and not a known scheme "
                           f"({', '.join(f'{s}:' for s in SOURCES)})")
@@ -95,9 +96,11 @@ def parse(uri: str) -> tuple[SourceType, str]:
 
 
 def is_program(uri: str) -> bool:
-    """True when `uri` names a teacher without Python modules (cheap: no file is opened)."""
+    """True when `uri` names a teacher without Python modules (program detectors only look at the name)."""
     scheme = uri.partition(":")[0]
-    return (scheme in SOURCES and SOURCES[scheme].program) or Path(uri).suffix in PROGRAM_SUFFIXES
+    if scheme in SOURCES:
+        return SOURCES[scheme].program
+    return any(k.program and k.detect is not None and k.detect(Path(uri)) for k in SOURCES.values())
 
 
 def open_source(src: SourceOptions, info: dict) -> tuple[SourceType, Loaded]:
@@ -127,7 +130,8 @@ def _with_weights(name: str, src: SourceOptions, info: dict) -> tuple[nn.Module,
     return net, digest(path)
 
 
-@register_source("kdflow", "a kdflow model directory (model.json + model.pt), e.g. an earlier run's teacher")
+@register_source("kdflow", "a kdflow model directory (model.json + model.pt), e.g. an earlier run's teacher",
+                 detect=lambda p: (p / "model.json").is_file())
 def _kdflow_dir(ref: str, src: SourceOptions, info: dict) -> Loaded:
     from kdflow.models import SPEC, WEIGHTS, load_model
 
@@ -179,7 +183,8 @@ def _timm(ref: str, src: SourceOptions, info: dict) -> Loaded:
                   std=list(cfg["std"]) if cfg.get("std") else None)
 
 
-@register_source("hf", "a Hugging Face image classifier directory (config.json + weights, from_pretrained)")
+@register_source("hf", "a Hugging Face image classifier directory (config.json + weights, from_pretrained)",
+                 detect=lambda p: (p / "config.json").is_file())
 def _hf_image(ref: str, src: SourceOptions, info: dict) -> Loaded:
     from kdflow.models.hf import load_image_classifier
 
@@ -194,5 +199,7 @@ def _program(ref: str, src: SourceOptions, info: dict) -> Loaded:
     return Loaded(net, digests=digest(path), input_shape=net.input_shape, program=path, params=net.num_params)
 
 
-register_source("pt2", "a torch.export program (.pt2): offline soft targets only", program=True)(_program)
-register_source("onnx", "an ONNX file run by onnxruntime: offline soft targets only", program=True)(_program)
+register_source("pt2", "a torch.export program (.pt2): offline soft targets only", program=True,
+                detect=lambda p: p.suffix == ".pt2")(_program)
+register_source("onnx", "an ONNX file run by onnxruntime: offline soft targets only", program=True,
+                detect=lambda p: p.suffix == ".onnx")(_program)

@@ -85,8 +85,9 @@ def evaluate_model(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg: Par
     out = M.quality(logits, y, e.calibration_bins)
     for s in e.noise_sigma:
         out[f"noise_acc_{s:g}"] = M.noise_accuracy(model, x, y, s, std)
-    for eps in e.fgsm_eps:
-        out[f"fgsm_acc_{eps:g}"] = M.fgsm_accuracy(model, x, y, eps, std)
+    if getattr(model.net, "differentiable", True):  # an ONNX teacher has no gradients: no FGSM row
+        for eps in e.fgsm_eps:
+            out[f"fgsm_acc_{eps:g}"] = M.fgsm_accuracy(model, x, y, eps, std)
     out["ood_auroc"] = M.ood_auroc(model, x, M.ood_inputs(e.ood, e.ood_samples, spec["input_shape"], mean, std))
     out.update(perf.cost(model, spec["input_shape"], e.latency_repeats, e.throughput_batch))
     out["params"] = spec["params"]
@@ -136,12 +137,25 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             flat.update(_born_again(gen_dir, info, x, y, cfg))
         tracking.log_metrics(flat)
         with atomic_dir(out_dir) as tmp:
-            _write(tmp, cfg, info, flat, logits, y, curves)
+            _write(tmp, cfg, info, flat, logits, y, curves, specs)
     return {k: flat[k] for k in ("teacher.accuracy", "baseline.accuracy", "student.accuracy", "retention",
                                  "kd_gain", "compression", "speedup")}
 
 
-def _write(tmp: Path, cfg: Params, info: dict, flat: dict, logits: dict, y: torch.Tensor, curves: dict) -> None:
+def provenance(specs: dict[str, dict]) -> list[dict]:
+    """Where each model came from: trained here, or imported/initialised from a source (URI + file sha256)."""
+    rows = []
+    for role, spec in specs.items():
+        src = spec.get("source") or spec.get("init_from") or {}
+        sha = ", ".join(f"{k} {v[:16]}…" for k, v in sorted(src.get("sha256", {}).items()))
+        rows.append({"model": role, "architecture": spec["name"],
+                     "origin": "imported" if spec.get("source") else "initialised from" if src else "trained",
+                     "source": src.get("uri", ""), "sha256": sha})
+    return rows
+
+
+def _write(tmp: Path, cfg: Params, info: dict, flat: dict, logits: dict, y: torch.Tensor, curves: dict,
+           specs: dict[str, dict]) -> None:
     bins = cfg.evaluate.calibration_bins
     write_json(tmp / "metrics.json", flat)
     plots = tmp / "plots"
@@ -166,7 +180,8 @@ def _write(tmp: Path, cfg: Params, info: dict, flat: dict, logits: dict, y: torc
                                      "teacher_agreement")}]
     tables = [("Test split", report.table_html(rows, list(rows[0]))),
               ("Robustness", report.table_html(robust, list(robust[0]))),
-              ("Distillation", report.table_html(derived, list(derived[0])))]
+              ("Distillation", report.table_html(derived, list(derived[0]))),
+              ("Models", report.table_html(provenance(specs), ["model", "architecture", "origin", "source", "sha256"]))]
     forms = [f for f in ("fp32", "int8", "onnx") if f"compress.{f}.accuracy" in flat]
     if forms:
         comp = [{"student": f, **{c: flat.get(f"compress.{f}.{c}") for c in COMPRESS_COLS}} for f in forms]
