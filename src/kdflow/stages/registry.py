@@ -87,7 +87,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("prepare", "kdflow.stages.prepare:run", "load a data source, split it, write dataset/",
           outputs=(Port("data", "dataset", "data/prepared", flag="out"),), params=("data",),
           cacheable=False),  # a moving git ref or a changed file behind a path is new data under the same params
-    Stage("train_teacher", "kdflow.stages.train_teacher:run", "train the teacher",
+    Stage("train_teacher", "kdflow.stages.train_teacher:run", "train the teacher (or import teacher.source)",
           inputs=(DATA,), outputs=(_model("model", "models/teacher"), _ckpt("checkpoints/teacher")),
           params=("seed", "teacher")),
     Stage("soft_targets", "kdflow.stages.soft_targets:run", "cache the teacher's logits",
