@@ -42,3 +42,24 @@ def test_shards_join_the_right_samples_under_shuffling(tmp_path, prepared):
     for _, _, batch_ids in dm.train_dataloader():
         t = table[batch_ids]
         assert torch.equal(t[:, 0] + 97 * t[:, 1], batch_ids.float())
+
+
+@pytest.mark.parametrize("topk", [None, 2])
+def test_mapped_table_matches_the_dense_one_and_store_writer_streams(tmp_path, topk):
+    from kdflow.soft_targets import MappedTable, StoreWriter, count_missing
+
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(np.arange(0, 60, 2))  # even ids only, shuffled
+    logits = rng.normal(size=(30, 5)).astype(np.float32)
+    once = write_store(tmp_path / "a", ids, logits, shard_size=7, topk=topk, meta={})
+    w = StoreWriter(tmp_path / "b", 7, topk, {})
+    for i in range(0, 30, 4):  # fed in pieces that do not line up with shards
+        w.add(ids[i:i + 4], logits[i:i + 4])
+    assert w.close()["checksum"] == once["checksum"]
+    dense, mapped = lookup_table(tmp_path / "a"), MappedTable(tmp_path / "b")
+    assert mapped.dim() == 2 and len(mapped) == len(dense) == 59
+    q = torch.tensor([4, 0, 58, 10])
+    assert torch.equal(mapped[q], dense[q])
+    assert torch.isnan(mapped[torch.tensor([3, 99])]).all()  # absent and out-of-range ids are NaN
+    assert count_missing(mapped, np.arange(10)) == count_missing(dense, np.arange(10)) == 5
+    assert count_missing(mapped, np.array([100])) == 1

@@ -140,6 +140,7 @@ def iter_split(data_dir: str | Path, split: str, info: dict, batch_size: int, nu
     """(x, y, id) batches of one split (rows a..b) in stored order, eval view: soft targets, evaluation."""
     ds = EncodedBatches([open_split(data_dir, split)], info, info["views"]["eval"], 0)
     a, b = rows or (0, len(ds))
+    b = min(b, len(ds))
     yield from encoded_loader(ds, Rows(a, b, batch_size), num_workers, persistent=False)
 
 

@@ -202,7 +202,9 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
                               f"datasets:, parquet: with an image column), not '{d.source}'"
                               + (" from a DVC repo" if d.repo else ""))
         return _run_memory(cfg, load_source(d), outputs)
-    with tempfile.TemporaryDirectory(prefix="kdflow-stage-", dir=Path(outputs["data"]).parent) as work:
+    parent = Path(outputs["data"]).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kdflow-stage-", dir=parent) as work:  # beside the output: same disk
         ticker = Ticker("prepare (read + check images)")
         staged = stage(d, Path(work), ticker.update)
         ticker.finish(f"skipped {staged.skipped['count']}")
