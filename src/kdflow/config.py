@@ -328,9 +328,11 @@ class Params(Strict):
         sources = [(r, k, s) for r in ("teacher", "student") for k in ("source", "init_from")
                    if (s := getattr(getattr(self, r), k)) is not None]
         if sources:
-            from kdflow.models.sources import is_program  # lazy: torch only when a source is set
+            from kdflow.models.sources import check_options, is_program  # lazy: torch only when a source is set
 
             for role, key, src in sources:
+                if (problem := check_options(src)) is not None:
+                    raise ValueError(f"{role}.{key}: {problem}")
                 if not is_program(src.uri):
                     continue
                 if key == "init_from":

@@ -62,6 +62,17 @@ def test_onnx_teacher_and_image_folder_to_student_and_report(tmp_path):
     assert doc["source"]["sha256"]["teacher.onnx"] == sha256_file(onnx_file) == doc["lineage"]["source_sha256"][-64:]
     assert doc["training"]["imported"] and summary["best_val_acc"] > 0.5 and doc["params"] > 1000
 
+    # the same folder as a streaming dataset: the imported teacher is scored batch by batch, same answer
+    st_cfg = tiny_cfg(**{**cfg.model_dump(mode="json"), "data": {
+        **cfg.data.model_dump(mode="json"), "format": "streaming", "image_size": [8, 8],
+        "views": {"train": "resize", "eval": "resize"}}})
+    prepare.run(st_cfg, {}, {"data": tmp_path / "data-st"})
+    st_summary = train_teacher.run(st_cfg, {"data": tmp_path / "data-st"}, {"model": tmp_path / "teacher-st"})
+    val = load_split(tmp_path / "data-st", "val")
+    with torch.no_grad():
+        whole = load_model(p["teacher"])[0](torch.from_numpy(val["x"])).argmax(1).numpy()
+    assert st_summary["best_val_acc"] == pytest.approx(float((whole == val["y"]).mean()))
+
     soft_targets.run(cfg, {"data": p["data"], "teacher": p["teacher"]}, {"soft_targets": p["st"]})
     train_baseline.run(cfg, {"data": p["data"]}, {"model": p["baseline"]})
     # the student starts from the baseline's weights (an earlier run) through the same sources

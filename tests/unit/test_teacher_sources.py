@@ -212,6 +212,8 @@ def test_pt2_with_pickled_payload_is_refused(tmp_path):
     ({"student.init_from": {"uri": "s.onnx"}}, "student.init_from 's.onnx' is an exported program: it cannot be"),
     ({"student.source": {"uri": "x"}}, "the student is always trained; .* student.init_from"),
     ({"teacher.model": None, "teacher.source": None}, "teacher needs model .*, source .* or init_from"),
+    ({"teacher.source": {"uri": "timmm:resnet18"}}, "teacher.source: unknown model source scheme 'timmm:'"),
+    ({"teacher.source": {"uri": "timm:resnet18"}}, "teacher.source: 'timm:resnet18' needs weights"),
 ])
 def test_config_checks_sources(override, match):
     from kdflow.config import validate

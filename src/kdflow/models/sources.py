@@ -103,6 +103,19 @@ def is_program(uri: str) -> bool:
     return any(k.program and k.detect is not None and k.detect(Path(uri)) for k in SOURCES.values())
 
 
+NEEDS_WEIGHTS = ("import", "timm", "torchvision")
+
+
+def check_options(src: SourceOptions) -> str | None:
+    """What is wrong with a source's options before any file is read (the params schema calls this)."""
+    scheme, sep, _ = src.uri.partition(":")
+    if sep and len(scheme) > 1 and scheme.isidentifier() and scheme not in SOURCES:
+        return f"unknown model source scheme '{scheme}:' in '{src.uri}'; known: {', '.join(SOURCES)}"
+    if scheme in NEEDS_WEIGHTS and not src.weights:
+        return f"'{src.uri}' needs weights: a state_dict file (.pt, loaded with weights_only=True, or .safetensors)"
+    return None
+
+
 def open_source(src: SourceOptions, info: dict) -> tuple[SourceType, Loaded]:
     kind, ref = parse(src.uri)
     return kind, kind.load(ref, src, info)

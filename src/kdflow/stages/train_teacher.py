@@ -16,9 +16,9 @@ import torch
 
 from kdflow import tracking
 from kdflow.config import Params
-from kdflow.data.module import load_info, load_split
-from kdflow.io import atomic_dir
-from kdflow.stages.common import need, train_on_labels
+from kdflow.data.module import is_streaming, load_info, load_split
+from kdflow.io import atomic_dir, need
+from kdflow.stages.common import train_on_labels
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
@@ -28,11 +28,21 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
 
 
 @torch.inference_mode()
-def val_accuracy(model: torch.nn.Module, data: Path, batch_size: int) -> float:
-    val = load_split(data, "val")
-    x, y = torch.from_numpy(val["x"]), torch.from_numpy(val["y"])
-    pred = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-    return float((pred == y).float().mean()) if len(y) else 0.0
+def val_accuracy(model: torch.nn.Module, data: Path, info: dict, batch_size: int) -> float:
+    """Accuracy on the validation split, batch by batch (a streaming split is never held whole)."""
+    if is_streaming(info):
+        from kdflow.data.streaming import iter_split
+
+        batches = ((x, y) for x, y, _ in iter_split(data, "val", info, batch_size))
+    else:
+        val = load_split(data, "val")
+        x, y = torch.from_numpy(val["x"]), torch.from_numpy(val["y"])
+        batches = ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size))
+    correct = total = 0
+    for xb, yb in batches:
+        correct += int((model(xb).argmax(1) == yb).sum())
+        total += len(yb)
+    return correct / max(total, 1)
 
 
 def import_teacher(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
@@ -44,7 +54,7 @@ def import_teacher(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path
     with tracking.stage_run(cfg, "train_teacher", cfg.teacher.model_dump(mode="json"), info["hash"]):
         t0 = time.perf_counter()
         model, spec, loaded = import_model(src, info, "teacher")
-        acc = val_accuracy(model, data, cfg.teacher.train.batch_size)
+        acc = val_accuracy(model, data, info, cfg.soft_targets.batch_size)
         seconds = time.perf_counter() - t0
         sha = spec["source"]["sha256"]
         lineage = {**tracking.lineage(cfg, info["hash"]), "source_uri": src.uri,
