@@ -24,13 +24,13 @@ def firing(version: str) -> dict:
                                         "rollback": "true"}}]}
 
 
-def controller_app(name: str):
+def controller_app(name: str, **cfg):
     # Prometheus on a closed port: the poll loop stays inconclusive, only the webhook acts
     with socket.socket() as s:
         s.bind((LOCAL, 0))
         closed = s.getsockname()[1]
     return create_app(MonitorConfig(model_name=name, prometheus_url=f"http://{LOCAL}:{closed}", interval_s=30,
-                                    query_timeout_s=1, token=TOKEN))
+                                    query_timeout_s=1, token=TOKEN, **cfg))
 
 
 def rss_mib() -> float:
@@ -104,6 +104,19 @@ def test_rollback_skips_deleted_and_corrupt_targets_and_watches_the_restored_one
         d = httpx.post(base + "/alertmanager", json=firing(v1), headers=AUTH).json()
         assert d["action"] == "blocked", d
     tracking.client().set_registered_model_alias(name, tracking.CHAMPION, v4)
+
+
+def test_no_target_that_serves_stops_and_counts_a_failure(store):
+    name, _, v2, v3, v4 = store
+    assert tracking.resolve_alias(name, tracking.CHAMPION) == v4
+    with serve(controller_app(name, rollback_candidates=2)) as base:  # only v2 (deleted) and v3 (corrupt)
+        d = httpx.post(base + "/alertmanager", json=firing(v4), headers=AUTH, timeout=60).json()
+        assert d["action"] == "blocked" and "no rollback target can serve" in d["reason"], d
+        assert tracking.resolve_alias(name, tracking.CHAMPION) == v4  # stopped: nothing moved
+        text = httpx.get(base + "/metrics").text
+        assert f'kdflow_rollback_failures_total{{model_name="{name}"}} 1.0' in text
+        again = httpx.post(base + "/alertmanager", json=firing(v4), headers=AUTH).json()
+        assert again["action"] == "none" and "already handled" in again["reason"]  # stops trying
 
 
 def test_no_credentials_in_status_or_logs_and_unreachable_mlflow_is_named(tmp_path):
