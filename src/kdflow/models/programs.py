@@ -69,6 +69,9 @@ class OnnxNet(ProgramNet):
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # the teacher shares the process (and its cores) with torch: idle ORT threads must not spin
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.intra_op_num_threads = torch.get_num_threads()
         try:
             self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
