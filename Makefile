@@ -17,6 +17,7 @@ ifneq ($(VISION),)
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXTRAS := $(EXTRAS),vision
 endif
+# A VISION venv also stamps .installed, so a later plain `make test`/`make demo` does not downgrade torch.
 STAMP := $(VENV)/.installed$(if $(VISION),-vision)
 
 .PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-methods compile run-local image image-test clean
@@ -28,7 +29,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
-	touch $@
+	touch $@ $(VENV)/.installed
 
 # Real Prometheus, promtool and Alertmanager binaries for the monitoring tests (Debian packages).
 sysdeps:
