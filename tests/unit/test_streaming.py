@@ -192,3 +192,10 @@ def test_soft_targets_and_distill_agree_across_backends(tmp_path, images):
     (ids_a, lg_a, w_a), (ids_b, lg_b, w_b) = results
     assert np.array_equal(ids_a, ids_b) and np.allclose(lg_a, lg_b, atol=1e-3)
     assert all(torch.allclose(w_a[k].float(), w_b[k].float(), atol=1e-5) for k in w_a)
+    # evaluate reads the streaming test split too
+    from kdflow.stages import evaluate
+
+    models = {"teacher": teacher, "baseline": tmp_path / "student-memory", "student": tmp_path / "student-streaming"}
+    got = evaluate.run(tiny_cfg(**SPLITS, **kw, compress__onnx=False), {"data": tmp_path / "streaming", **models},
+                       {"metrics": tmp_path / "metrics"})
+    assert got["baseline.accuracy"] == got["student.accuracy"]  # the same weights, the same test images
