@@ -1,9 +1,10 @@
 # One image for every kdflow pipeline component, the training job and the model server.
-#   docker build -t ghcr.io/kdflow/kdflow:0.1.0 .                  (wheels from the index)
+#   make image / make push REGISTRY=...                           (wheels from the index; docs/kubeflow.md)
 #   docker/wheelhouse.sh && docker build --build-arg PIP_NO_INDEX=1 .   (offline, wheels from docker/wheelhouse)
 # BASE_IMAGE must provide python3.11 with the venv module; both stages use it, so the venv's
-# interpreter link stays valid in the final stage.
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+# interpreter link stays valid in the final stage. Pinned by digest (a tag moves); refresh with
+#   docker buildx imagetools inspect python:3.11-slim-bookworm --format '{{json .Manifest.Digest}}'
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 FROM ${BASE_IMAGE} AS build
 # pip reads these build args from the environment: PIP_NO_INDEX=1 for offline builds, or another index

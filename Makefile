@@ -20,7 +20,7 @@ endif
 # A VISION venv also stamps .installed, so a later plain `make test`/`make demo` does not downgrade torch.
 STAMP := $(VENV)/.installed$(if $(VISION),-vision)
 
-.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-methods compile run-local image image-test clean
+.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-methods compile run-local image push registry-set image-test clean
 
 setup: $(STAMP)
 
@@ -81,14 +81,29 @@ compile: setup
 	kdflow pipeline compile -o pipeline.yaml
 
 run-local: setup
-	kdflow pipeline run-local --root kfp_local
+	kdflow pipeline run-local --root kfp_local --cache
 
-# No registry is reachable here: build the base with docker/build-base.sh and pass BASE_IMAGE=kdflow-base:bookworm.
-BASE_IMAGE ?= python:3.11-slim-bookworm
-image: setup
-	docker/wheelhouse.sh
-	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg PIP_NO_INDEX=1 -t $$(kdflow pipeline image) .
+# The image: `make image` builds kdflow:$(TAG); `make push REGISTRY=ghcr.io/you` tags, pushes and records
+# REGISTRY/kdflow:TAG@sha256:... in manifests/image (the one reference compile and kustomize read).
+# BASE_IMAGE is digest-pinned in the Dockerfile; OFFLINE=1 builds from docker/wheelhouse (no index).
+TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REGISTRY ?=
+OFFLINE ?=
+image:
+	@if [ -n "$(OFFLINE)" ]; then docker/wheelhouse.sh; fi
+	docker build $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	  $(if $(OFFLINE),--build-arg PIP_NO_INDEX=1) -t kdflow:$(TAG) .
 
+registry-set:
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=<registry>/<org> (e.g. ghcr.io/you)" >&2; exit 2; }
+
+push: registry-set image
+	docker tag kdflow:$(TAG) $(REGISTRY)/kdflow:$(TAG)
+	docker push $(REGISTRY)/kdflow:$(TAG)
+	$(PY) -m kdflow.cli pipeline image --set "$$(docker inspect --format '{{index .RepoDigests 0}}' \
+	  $(REGISTRY)/kdflow:$(TAG) | sed 's|@|:$(TAG)@|')"
+
+# No registry is reachable here: a debootstrap base (docker/build-base.sh) and the offline wheelhouse.
 image-test: setup
 	KDFLOW_IMAGE_TEST=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_image.py
 

@@ -21,7 +21,7 @@ for _k, _v in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true"), (
 EXTERNAL = {  # subcommands whose parsing lives with their feature
     "serve": ("kdflow.serving.app", "run the model server"),
     "monitor": ("kdflow.monitoring.controller", "run the rollback controller"),
-    "pipeline": ("kdflow.kfp_cli", "compile / run-local / submit the Kubeflow pipeline"),
+    "pipeline": ("kdflow.kfp.cli", "compile / run-local / submit the Kubeflow pipeline"),
     "show": ("kdflow.evaluation.summary", "print the evaluation table of a metrics dir"),
     "dvc-yaml": ("kdflow.stages.dvc_yaml", "write dvc.yaml from the stage registry (--check: verify it)"),
 }

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kdflow.cluster.schema import Kubeflow
 from kdflow.errors import KdflowError
+from kdflow.kfp.schema import Kubeflow
 
 # `register` is a section name; pydantic warns that it shadows ABCMeta.register, which we never call.
 warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)

@@ -11,10 +11,10 @@ import sys
 import pytest
 import yaml
 
-from kdflow.cluster.jobs import stage_files
-from kdflow.cluster.schema import Kubeflow
-from kdflow.cluster.training_job import render
 from kdflow.io import read_json
+from kdflow.kfp.jobs import stage_files
+from kdflow.kfp.schema import Kubeflow
+from kdflow.kfp.training_job import render
 from tests.helpers import tiny_dict
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ def test_rendered_job_command_trains_under_torchrun(prepared, tmp_path):
     kf = Kubeflow.model_validate({"data_cache": {"pvc": "kdflow-data", "mount_path": str(tmp_path)},
                                   "training_job": {"enabled": True, "num_nodes": 1, "procs_per_node": 2}})
     raw = tiny_dict(teacher__train__epochs=2, register__experiment="ddp-torchrun")
-    wd = stage_files(kf, raw, {"seed": 1}, str(prepared), read_json(prepared / "dataset.json")["hash"], "job")
+    wd = stage_files(kf, raw, {"seed": 1}, str(prepared), "job")
     command = render(kf, "unused", "job", "ns")["spec"]["trainer"]["command"]
     assert command[0] == "torchrun"
     env = {**os.environ, "PET_NNODES": "1", "PET_NPROC_PER_NODE": "2", "PET_NODE_RANK": "0",

@@ -95,15 +95,26 @@ def test_stage_runs_offline_and_matches_the_host(image, workdir, prepared):
 
 
 def test_kfp_component_runs_in_the_image(image, workdir, prepared):
-    """The compiled `prepare` component, executed by kfp.local's DockerRunner in the image, offline."""
+    """resolve_params → data_version → prepare, executed by kfp.local's DockerRunner in the image, offline."""
     script = f"""
-import sys, yaml
-sys.path.insert(0, {str(REPO)!r})
-from kfp import local
-from components.prepare import prepare
+import glob, json, os, yaml
+from kfp import dsl, local
+from kdflow.kfp.components import load
+image = os.environ["KDFLOW_IMAGE"]
+
+@dsl.pipeline(name="image-check")
+def check(params_yaml: str):
+    r = load("resolve_params")(params_yaml=params_yaml, data_rev="", teacher_epochs=1, distill_epochs=1,
+                               temperature=4.0, alpha=0.9, teacher_uri="", data_uri="", imports=[])
+    v = load("data_version")(params=r.outputs["params"])
+    d = load("prepare")(params=r.outputs["params"], data_key=v.output, scratch="")
+    for t in (r, v, d):
+        t.set_container_image(image)
+
 local.init(runner=local.DockerRunner(network_mode="none"), pipeline_root={str(workdir / "root")!r})
-task = prepare(params=yaml.safe_load(open({str(workdir / "params.yaml")!r})))
-print("HASH", task.outputs["Output"])
+check(params_yaml=open({str(workdir / "params.yaml")!r}).read())
+(manifest,) = glob.glob({str(workdir / "root")!r} + "/**/prepare/data/dataset.json", recursive=True)
+print("HASH", json.load(open(manifest))["hash"])
 """
     (workdir / "root").mkdir(mode=0o777)
     (workdir / "root").chmod(0o777)

@@ -1,16 +1,16 @@
 """The whole pipeline through kfp.local (SubprocessRunner, no venv) on the tiny profile: the teacher,
 soft targets in 2 ParallelFor shards, a 2-trial distill sweep with select_best, the gate's dsl.If and
-the exit handler. Outputs are read back: metrics, a loadable model, MLflow runs and registry."""
+the exit handler. Outputs are read back: metrics, a loadable model, MLflow runs and registry. Then
+the same pipeline again with kfp.local's task cache (keyed like the backend's: inputs incl. artifact
+URIs, image, command): only the uncached steps run."""
 
 import json
-import sys
 import time
 
 import pytest
 
-from tests.helpers import REPO, tiny_dict
-
-sys.path.insert(0, str(REPO))  # components/ and pipelines/ live at the repo's top level
+from kdflow.kfp.pipeline import UNCACHED
+from tests.helpers import tiny_dict
 
 pytestmark = pytest.mark.integration
 EXPERIMENT, MODEL = "kdflow-kfp-local", "kfp-local-student"
@@ -26,13 +26,21 @@ def tiny_pipeline_params(experiment: str = EXPERIMENT, **extra) -> dict:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from pipelines.entrypoints import run_local
+def runs(tmp_path_factory):
+    from kdflow.kfp.entrypoints import run_local
 
-    t0 = time.perf_counter()
-    run_dir = run_local(tiny_pipeline_params(), tmp_path_factory.mktemp("kfp") / "root")
-    print(f"\nkfp.local tiny pipeline: {time.perf_counter() - t0:.0f} s")
-    return run_dir
+    root = tmp_path_factory.mktemp("kfp") / "root"
+    out = []
+    for label in ("first", "cached re-run"):
+        t0 = time.perf_counter()
+        out.append(run_local(tiny_pipeline_params(), root, cache=True))
+        print(f"\nkfp.local tiny pipeline, {label}: {time.perf_counter() - t0:.0f} s")
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(runs):
+    return runs[0]
 
 
 def executor_output(run_dir, task: str) -> dict:
@@ -59,9 +67,10 @@ def test_final_model_loads_and_carries_lineage(run):
 
     model, spec = load_model(run / "finetune" / "model")
     assert model(torch.zeros(2, *spec["input_shape"])).shape == (2, 10)
-    data_hash = executor_output(run, "prepare")["parameterValues"]["Output"]
-    assert spec["lineage"]["data_hash"] == data_hash
-    assert json.loads((run / "prepare" / "data" / "dataset.json").read_text())["hash"] == data_hash
+    data = executor_output(run, "prepare")["artifacts"]["data"]["artifacts"][0]["metadata"]
+    assert spec["lineage"]["data_hash"] == data["hash"]
+    assert json.loads((run / "prepare" / "data" / "dataset.json").read_text())["hash"] == data["hash"]
+    assert data["data_key"] == executor_output(run, "data-version")["parameterValues"]["Output"]
 
 
 def test_sweep_and_shards_fanned_out(run):
@@ -75,7 +84,19 @@ def test_sweep_and_shards_fanned_out(run):
     assert len(manifest["merged_from"]) == 2 and manifest["num_samples"] == 400 + 100 + 300
 
 
-def test_mlflow_runs_and_registry(run):
+def test_unchanged_rerun_reuses_every_cached_step(runs):
+    """The re-run executes only the uncached steps (data_version, register, the exit handler); every
+    other step is served from the cache with the first run's artifacts."""
+    first, again = runs
+    executed = {p.parent.name.replace("-", "_") for p in again.glob("**/executor_output.json")}
+    assert executed <= UNCACHED and "data_version" in executed and "register" in executed
+    assert executor_output(again, "data-version")["parameterValues"] == \
+        executor_output(first, "data-version")["parameterValues"]
+    reg = executor_output(again, "register")["artifacts"]["registration"]["artifacts"][0]["metadata"]
+    assert reg["version"] == 2  # the cached student registered again by the re-run
+
+
+def test_mlflow_runs_and_registry(run, runs):
     from mlflow import MlflowClient
 
     from kdflow import tracking
@@ -87,8 +108,9 @@ def test_mlflow_runs_and_registry(run):
     for stage in ("prepare", "train_teacher", "train_baseline", "evaluate", "register", "pipeline"):
         assert stage in stages, stages
     assert stages.count("soft_targets") == 2 and stages.count("distill") == 2
-    (pipeline_run,) = [r for r in runs if r.data.tags.get("kdflow.stage") == "pipeline"]
-    assert pipeline_run.data.tags["kdflow.pipeline_status"] == "SUCCEEDED"
+    (pipeline_run, _) = [r for r in runs if r.data.tags.get("kdflow.stage") == "pipeline"]  # newest first
+    assert pipeline_run.data.tags["kdflow.pipeline_status"] == "SUCCEEDED"  # kfp.local's word for it
+    assert pipeline_run.info.status == "FINISHED"
     version = client.get_model_version_by_alias(MODEL, tracking.CHAMPION)  # the gate passed: promoted
     assert version.tags["kdflow.gate"] == "passed"
 
@@ -98,10 +120,10 @@ def test_failed_run_is_marked_in_mlflow(tmp_path):
     from mlflow import MlflowClient
 
     from kdflow import tracking
-    from pipelines.entrypoints import run_local
+    from kdflow.kfp.entrypoints import run_local
 
     raw = tiny_pipeline_params("kdflow-kfp-fail", data__source="npz:/nonexistent/data.npz")
-    with pytest.raises(RuntimeError, match="prepare"):
+    with pytest.raises(RuntimeError, match="data-version"):
         run_local(raw, tmp_path / "root")
     client = MlflowClient(tracking.tracking_uri())
     exp = client.get_experiment_by_name("kdflow-kfp-fail")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kdflow.kfp import image
 from kdflow.monitoring import rules
 from kdflow.monitoring.controller import parser as controller_parser
 from kdflow.serving.config import parser as server_parser
@@ -83,7 +84,7 @@ def test_pods_are_locked_down(docs, name):
     assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     volumes = {v["name"]: v for v in spec["volumes"]}
     for c in spec["containers"]:
-        assert c["image"] == "kdflow:0.1.0"
+        assert c["image"] == image.reference(ROOT)  # manifests/image, the one place compile reads too
         sc = c["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"]["drop"] == ["ALL"]

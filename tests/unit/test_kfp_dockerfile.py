@@ -37,7 +37,7 @@ def test_hadolint_clean():
 
 def test_base_image_is_an_argument_shared_by_both_stages():
     text = DOCKERFILE.read_text()
-    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim", text, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}$", text, re.M)  # by digest
     build, final = stages()
     assert build[0] == "FROM ${BASE_IMAGE} AS build" and final[0] == "FROM ${BASE_IMAGE}"
 

@@ -1,12 +1,17 @@
-"""Params on their way through a pipeline: the `kubeflow` section split off and validated, KFP's
-number handling undone, per-step overrides, and per-stage placement merged over the defaults."""
+"""Params on their way through a pipeline: the `kubeflow` section split off and validated, the typed
+run parameters applied by resolve_params, the params file every step reads, KFP's number handling
+of struct overrides undone, and per-stage placement merged over the defaults."""
+
+import subprocess
+import sys
 
 import pytest
+import yaml
 
-from kdflow.cluster import Kubeflow, restore_ints, split, stage_params
-from kdflow.cluster.params import drop_none
 from kdflow.config import validate
 from kdflow.errors import KdflowError
+from kdflow.kfp.params import check_imports, read, resolve, restore_ints, split, stage_params, typed_defaults, write
+from kdflow.kfp.schema import Kubeflow
 from tests.helpers import tiny_dict
 
 
@@ -21,13 +26,45 @@ def as_kfp_struct(value):
     return float(value)
 
 
-def test_struct_round_trip_gives_the_same_config():
+def test_params_file_round_trip_gives_the_same_config(tmp_path):
     raw = tiny_dict()
-    cfg = stage_params(as_kfp_struct(raw))
-    assert cfg == validate(raw)
-    assert cfg.digest() == validate(raw).digest()  # same lineage hash as `dvc repro` of these params
-    assert cfg.teacher.model.kwargs["channels"] == [32, 32, 32]
-    assert all(type(c) is int for c in cfg.teacher.model.kwargs["channels"])
+    params_yaml = yaml.safe_dump(raw, default_flow_style=True, width=float("inf"))  # as compiled: one line
+    cfg = resolve(params_yaml, {})
+    write(cfg, tmp_path / "params")
+    again = stage_params(tmp_path / "params")
+    assert again == validate(raw) and again.digest() == validate(raw).digest()  # lineage as in `dvc repro`
+    assert all(type(c) is int for c in again.teacher.model.kwargs["channels"])
+    assert read(tmp_path / "params" / "params.yaml") == read(tmp_path / "params")
+
+
+def test_typed_parameters_override_the_params_file():
+    raw = tiny_dict()
+    defaults = typed_defaults(raw)
+    assert defaults == {"data_rev": "", "teacher_epochs": 2, "distill_epochs": 2, "temperature": 4.0, "alpha": 0.9}
+    # what KFP hands resolve_params: NUMBER_INTEGER parameters may arrive as doubles
+    cfg = resolve(yaml.safe_dump(raw), {**defaults, "data_rev": "v2", "teacher_epochs": 7.0, "temperature": 2.5})
+    assert (cfg.data.rev, cfg.teacher.train.epochs, cfg.distill.temperature, cfg.distill.alpha) == ("v2", 7, 2.5, 0.9)
+    assert type(cfg.teacher.train.epochs) is int
+    assert resolve(yaml.safe_dump(raw), {"data_rev": ""}).data.rev is None  # "" keeps the file's value
+    with pytest.raises(KdflowError, match="distill.alpha"):
+        resolve(yaml.safe_dump(raw), {"alpha": 7.0})
+    with pytest.raises(KdflowError, match="unknown typed pipeline parameter 'epochs'"):
+        resolve(yaml.safe_dump(raw), {"epochs": 3})
+
+
+def test_a_uri_the_pipeline_does_not_import_is_refused():
+    check_imports({"teacher_uri": "s3://b/t", "data_uri": ""}, ["teacher_uri"])
+    with pytest.raises(KdflowError, match="teacher_uri set.*-S kubeflow.teacher_uri=URI"):
+        check_imports({"teacher_uri": "s3://b/t", "data_uri": ""}, [])
+
+
+def test_schema_imports_without_kfp_and_without_a_cycle():
+    """kdflow.config imports kdflow.kfp.schema: both must import in a fresh interpreter with kfp absent."""
+    code = ("import sys; sys.modules['kfp'] = None\n"  # any `import kfp` now raises ImportError
+            "import kdflow.kfp.schema, kdflow.config, kdflow.kfp.params\n"
+            "assert kdflow.config.Params.model_fields['kubeflow'].annotation is kdflow.kfp.schema.Kubeflow")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
 
 
 def test_restore_ints_keeps_real_floats():
@@ -56,14 +93,6 @@ def test_split_separates_and_validates_the_cluster_section():
     bad["teacher"]["train"]["epochs"] = -1
     with pytest.raises(KdflowError, match="teacher.train.epochs"):
         split(bad)
-
-
-def test_nulls_are_dropped_only_when_they_mean_the_default():
-    raw = tiny_dict()
-    raw["soft_targets"]["topk"] = None  # default None: dropping it changes nothing
-    params, _ = split(raw)
-    assert "topk" not in params["soft_targets"]
-    assert drop_none({"a": None, "b": [{"c": None, "d": 1}]}) == {"b": [{"d": 1}]}
 
 
 def test_placement_merges_stage_settings_over_defaults():

@@ -1,17 +1,23 @@
-"""The teacher's multi-node job rendered from params (TrainJob and PyTorchJob), its status reading,
-and the manifests under manifests/training and manifests/kfp."""
+"""The teacher's multi-node job rendered from params (TrainJob per Trainer release, PyTorchJob), checked
+against each release's TrainJob schema, its status reading, and the manifests under
+manifests/training and manifests/kfp."""
 
+import gzip
+import json
 import shlex
 import shutil
 import subprocess
 
+import jsonschema
 import pytest
 import yaml
 
-from kdflow.cluster.jobs import job_state, pod_problems
-from kdflow.cluster.schema import Kubeflow
-from kdflow.cluster.training_job import render
+from kdflow.kfp.jobs import job_state, pod_problems
+from kdflow.kfp.schema import Kubeflow
+from kdflow.kfp.training_job import render
 from tests.helpers import REPO
+
+TRAINER_SCHEMAS = REPO / "tests" / "data" / "trainer"  # extract.py there says where they come from
 
 IMAGE = "registry.example/kdflow:1"
 SETTINGS = {
@@ -47,18 +53,54 @@ def check_command(command: list[str], workdir: str) -> None:
 
 def check_env(env: list[dict]) -> None:
     by_name = {e["name"]: e for e in env}
+    # the Secret's key is the env name: `kubectl create secret ... --from-literal=MLFLOW_TRACKING_URI=...`
     assert by_name["MLFLOW_TRACKING_URI"]["valueFrom"]["secretKeyRef"] == {"name": "kdflow-mlflow",
-                                                                           "key": "tracking_uri"}
+                                                                           "key": "MLFLOW_TRACKING_URI"}
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        assert by_name[var]["valueFrom"]["secretKeyRef"] == {"name": "kdflow-mlflow-auth", "key": var,
+                                                             "optional": True}
     assert by_name["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
     assert by_name["KDFLOW_DATA_CACHE"]["value"] == "/mnt/kd"
     assert by_name["KDFLOW_LOG_LEVEL"]["value"] == "debug"
     assert all("value" not in e for e in env if e["name"].startswith(("AWS_", "MLFLOW_")))
 
 
-def test_trainjob_uses_torch_distributed_runtime():
-    job = render(settings(kind="TrainJob"), IMAGE, "kdflow-teacher-x", "team-a")
+def trainer_schema(version: str) -> dict:
+    return json.loads(gzip.decompress((TRAINER_SCHEMAS / f"trainjob-{version}.json.gz").read_bytes()))
+
+
+def pod_overrides(job: dict, version: str) -> dict:
+    """The pod-level settings of a TrainJob, wherever `version` puts them."""
+    spec = job["spec"]
+    if version == "v2.0":
+        (o,) = spec["podSpecOverrides"]
+        assert o["targetJobs"] == [{"name": "node"}]
+        return o
+    if version == "v2.1":
+        (o,) = spec["podTemplateOverrides"]
+        assert o["targetJobs"] == [{"name": "node"}]
+        return o["spec"]
+    (patch,) = spec["runtimePatches"]
+    assert patch["manager"] == "kdflow.launch-training-job"
+    (rj,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    assert rj["name"] == "node"
+    return rj["template"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("version", ["v2.0", "v2.1", "v2.2"])
+def test_trainjob_matches_the_schema_of_its_trainer_release(version):
+    job = render(settings(kind="TrainJob", trainer_version=version), IMAGE, "kdflow-teacher-x", "team-a",
+                 owner={"apiVersion": "v1", "kind": "Pod", "name": "launcher", "uid": "u-1"})
+    jsonschema.validate(job, trainer_schema(version))  # strict: an unknown field fails
+    others = {"v2.0": "podSpecOverrides", "v2.1": "podTemplateOverrides", "v2.2": "runtimePatches"}
+    for other, field in others.items():
+        if other != version:  # the field this release does not know is absent, and its schema refuses it
+            assert field not in job["spec"]
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate({**job, "spec": {**job["spec"], field: []}}, trainer_schema(version))
     assert (job["apiVersion"], job["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
     assert job["metadata"]["namespace"] == "team-a"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"  # deleted with the launcher pod
     spec = job["spec"]
     assert spec["runtimeRef"] == {"name": "torch-distributed", "apiGroup": "trainer.kubeflow.org",
                                   "kind": "ClusterTrainingRuntime"}
@@ -68,13 +110,16 @@ def test_trainjob_uses_torch_distributed_runtime():
                                            "limits": {"memory": "32Gi", "nvidia.com/gpu": "2"}}
     check_command(trainer["command"], "/mnt/kd/jobs/kdflow-teacher-x")
     check_env(trainer["env"])
-    (override,) = spec["podSpecOverrides"]
-    assert override["targetJobs"] == [{"name": "node"}]
-    assert override["containers"] == [{"name": "node", "volumeMounts": [{"name": "kdflow-data",
-                                                                         "mountPath": "/mnt/kd"}]}]
-    assert override["volumes"][0]["persistentVolumeClaim"] == {"claimName": "kdflow-data"}
-    assert override["nodeSelector"] == {"gpu": "a100"} and override["serviceAccountName"] == "trainer"
-    assert override["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    pod = pod_overrides(job, version)
+    assert pod["containers"] == [{"name": "node", "volumeMounts": [{"name": "kdflow-data", "mountPath": "/mnt/kd"}]}]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "kdflow-data"}
+    assert pod["nodeSelector"] == {"gpu": "a100"} and pod["serviceAccountName"] == "trainer"
+    assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if version == "v2.2":  # only v2.2 patches the pod securityContext: fsGroup makes the PVC writable
+        assert pod["securityContext"] == {"runAsUser": 10001, "fsGroup": 10001, "runAsNonRoot": True}
+        assert spec["activeDeadlineSeconds"] == 86400
+    else:
+        assert "securityContext" not in pod
 
 
 def test_pytorchjob_has_master_and_workers_with_nproc_per_node():
@@ -82,7 +127,8 @@ def test_pytorchjob_has_master_and_workers_with_nproc_per_node():
     assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "PyTorchJob")
     spec = job["spec"]
     assert spec["nprocPerNode"] == "2"
-    assert spec["runPolicy"]["backoffLimit"] == 2
+    assert spec["runPolicy"] == {"backoffLimit": 2, "activeDeadlineSeconds": 86400, "cleanPodPolicy": "Running",
+                                 "ttlSecondsAfterFinished": 3600}  # no pods or job left behind
     replicas = spec["pytorchReplicaSpecs"]
     assert replicas["Master"]["replicas"] + replicas["Worker"]["replicas"] == 3
     for role in ("Master", "Worker"):
@@ -93,7 +139,7 @@ def test_pytorchjob_has_master_and_workers_with_nproc_per_node():
         check_command(container["command"], "/mnt/kd/jobs/kdflow-teacher-y")
         check_env(container["env"])
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
-        assert pod["securityContext"] == {"runAsUser": 10001, "runAsNonRoot": True}
+        assert pod["securityContext"] == {"runAsUser": 10001, "fsGroup": 10001, "runAsNonRoot": True}
         assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "kdflow-data"
     single = render(settings(kind="PyTorchJob", num_nodes=1), IMAGE, "j", "ns")["spec"]["pytorchReplicaSpecs"]
     assert set(single) == {"Master"} and single["Master"]["restartPolicy"] == "Never"
@@ -145,13 +191,12 @@ def test_pod_problems_name_the_cause():
 
 @pytest.mark.parametrize("kind", ["TrainJob", "PyTorchJob"])
 def test_committed_manifests_match_the_renderer(kind):
-    """manifests/training is what `kdflow pipeline render-job` prints for the default settings."""
-    from components.image import DEFAULT_IMAGE
-
+    """manifests/training is what `kdflow pipeline render-job --image kdflow` prints for the default
+    settings; kustomize then sets the image from manifests/image."""
     kf = Kubeflow.model_validate({"data_cache": {"pvc": "kdflow-data"},
                                   "training_job": {"enabled": True, "kind": kind}})
     committed = yaml.safe_load((REPO / "manifests" / "training" / f"{kind.lower()}.yaml").read_text())
-    assert committed == render(kf, DEFAULT_IMAGE, "kdflow-teacher", "kubeflow")
+    assert committed == render(kf, "kdflow", "kdflow-teacher", "kubeflow")
 
 
 kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
@@ -164,7 +209,8 @@ def test_kfp_manifests_are_valid_kubernetes(tmp_path):
     assert out.returncode == 0, out.stderr
     docs = {d["kind"]: d for d in yaml.safe_load_all(out.stdout)}
     assert set(docs) == {"PersistentVolumeClaim", "Role", "RoleBinding"}
-    assert docs["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    pvc = docs["PersistentVolumeClaim"]["spec"]
+    assert pvc["accessModes"] == ["ReadWriteMany"] and pvc["storageClassName"]  # RWX needs a class that has it
     rules = {r["resources"][0]: set(r["verbs"]) for r in docs["Role"]["rules"]}
     assert rules["trainjobs"] == rules["pytorchjobs"] == {"create", "get", "list", "watch", "delete"}
     assert "secrets" not in rules  # the launcher never reads credentials
@@ -181,3 +227,7 @@ def test_training_kustomization_renders():
     assert out.returncode == 0, out.stderr
     (job,) = list(yaml.safe_load_all(out.stdout))
     assert job["kind"] == "TrainJob"
+    from kdflow.kfp import image
+
+    assert job["spec"]["trainer"]["image"] == image.reference(REPO)  # the one image reference
+    jsonschema.validate(job, trainer_schema(Kubeflow().training_job.trainer_version))

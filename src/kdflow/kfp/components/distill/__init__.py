@@ -1,0 +1,3 @@
+from kdflow.kfp.components.distill.component import distill
+
+__all__ = ["distill"]

@@ -1,0 +1,3 @@
+from kdflow.kfp.components.evaluate.component import evaluate
+
+__all__ = ["evaluate"]

@@ -1,0 +1,3 @@
+from kdflow.kfp.components.finetune.component import finetune
+
+__all__ = ["finetune"]

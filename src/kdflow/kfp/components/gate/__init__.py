@@ -1,0 +1,3 @@
+from kdflow.kfp.components.gate.component import gate
+
+__all__ = ["gate"]

@@ -1,0 +1,3 @@
+from kdflow.kfp.components.prepare.component import prepare
+
+__all__ = ["prepare"]

@@ -1,0 +1,16 @@
+"""Exit handler: an MLflow run recording the pipeline's final state (FAILED/KILLED runs with the error)."""
+
+from kfp import dsl
+from kfp.dsl import PipelineTaskFinalStatus
+
+from kdflow.kfp.image import COMPONENT
+
+
+@dsl.component(**COMPONENT)
+def record_status(params_yaml: str, status: PipelineTaskFinalStatus):
+    """kdflow.kfp.run_status.record; reads the raw params_yaml (never validated: it may be what broke the run)."""
+    from kdflow.kfp.run_status import record
+
+    print(record(params_yaml, {"state": status.state, "pipeline_job_resource_name": status.pipeline_job_resource_name,
+                               "pipeline_task_name": status.pipeline_task_name, "error_code": status.error_code,
+                               "error_message": status.error_message}))

@@ -1,0 +1,3 @@
+from kdflow.kfp.components.register.component import register
+
+__all__ = ["register"]
