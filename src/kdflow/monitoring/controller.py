@@ -240,8 +240,7 @@ def create_app(cfg: MonitorConfig) -> Starlette:
         example = '{"version": "4", "alerts": [...]} (an Alertmanager webhook)'
         try:
             check_content_type(request.headers.get("content-type"), required=True)
-            body = await read_body(request.receive, request.headers.get("content-length"), cfg.max_body_bytes,
-                                   cfg.limits.body_timeout_s)
+            body = await read_body(request.receive, request.headers.get("content-length"), cfg.max_body_bytes)
             alerts = firing_alerts(parse_json(body, example))
         except BadRequest as exc:
             return JSONResponse({"error": exc.message, "status": exc.status}, exc.status)

@@ -101,8 +101,7 @@ class Server:
         return Response(dumps({"error": message, "status": status}), status, media_type=JSON)
 
     async def _body(self, request: Request, limit: int) -> bytes:
-        return await read_body(request.receive, request.headers.get("content-length"), limit,
-                               self.cfg.limits.body_timeout_s)
+        return await read_body(request.receive, request.headers.get("content-length"), limit)
 
     def _limit(self, served: Served) -> int:
         return self.cfg.max_body_bytes or body_limit(served.input_shape, self.cfg.max_request_items)
@@ -127,8 +126,7 @@ class Server:
             headers = dict(scope["headers"])
             content_type = headers.get(b"content-type")
             check_content_type(content_type.decode("latin-1") if content_type is not None else None)
-            body = await read_body(receive, headers.get(b"content-length"), self._limit(served),
-                                   self.cfg.limits.body_timeout_s)
+            body = await read_body(receive, headers.get(b"content-length"), self._limit(served))
             x = parse_inputs(body, served.input_shape, self.cfg.max_request_items)
         except BadRequest as exc:
             return self._fail(exc.status, exc.message, served.version)

@@ -5,8 +5,8 @@ requests (more are answered 503 at once), the accept `backlog`, and idle keep-al
 closed after `keep_alive_s`. What it lacks is a deadline for a request's headers and a header size
 limit with its httptools parser: a client that opens connections and dribbles bytes (slowloris)
 holds them, and their file descriptors and concurrency slots, forever. `HttpLimits.protocol()`
-subclasses uvicorn's httptools protocol to add both (408 / 431, then close); request bodies get
-their deadline where they are read (`validation.read_body`).
+subclasses uvicorn's httptools protocol to add both (408 / 431, then close), and a deadline for a
+request body that arrives in pieces (408).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class HttpLimits:
 
     def protocol(self) -> type[HttpToolsProtocol]:
         return type("GuardedHttpToolsProtocol", (_Guarded,),
-                    {"header_timeout_s": self.header_timeout_s, "max_header_bytes": self.max_header_bytes})
+                    {"header_timeout_s": self.header_timeout_s, "body_timeout_s": self.body_timeout_s,
+                     "max_header_bytes": self.max_header_bytes})
 
     def uvicorn_kwargs(self) -> dict:
         return {"http": self.protocol(), "limit_concurrency": self.limit_concurrency, "backlog": self.backlog,
@@ -59,14 +60,19 @@ def run_uvicorn(config: uvicorn.Config) -> int:
 
 
 class _Guarded(HttpToolsProtocol):
+    """Deadlines cost a timer only when a request arrives in pieces: a request whose headers and body come
+    in one read (the usual case) never arms one, so the hot path pays a few attribute checks."""
+
     header_timeout_s = 5.0
+    body_timeout_s = 10.0
     max_header_bytes = 16 * 1024
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._header_timer = None
+        self._timer = None
+        self._partial = False      # a request has begun and its headers are not complete
         self._await_headers()
-        self._arm()  # a fresh connection must send its request in time
+        self._arm(self.header_timeout_s)  # a fresh connection must send its request in time
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -81,38 +87,49 @@ class _Guarded(HttpToolsProtocol):
                 return
             self._tail = data[-3:]
         super().data_received(data)
+        if self._timer is None:
+            cycle = self.cycle
+            if self._partial:
+                self._arm(self.header_timeout_s)
+            elif cycle is not None and cycle.more_body and not cycle.response_complete:
+                self._arm(self.body_timeout_s)  # the body comes in pieces: all of it within the deadline
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._awaiting = True
-        self._arm()
+        self._awaiting = self._partial = True
 
     def on_headers_complete(self) -> None:
-        self._awaiting = False
+        self._awaiting = self._partial = False
         self._disarm()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._await_headers()  # the next request's bytes count from the first one (uvicorn's keep-alive
-                               # timer closes the connection if none come)
+        if self._partial:      # timer closes the connection if none come); a pipelined one already began
+            self._arm(self.header_timeout_s)
 
     def _await_headers(self) -> None:
         self._awaiting, self._header_bytes, self._tail = True, 0, b""
 
-    def _arm(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._refuse, _TIMEOUT)
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._refuse, _TIMEOUT)
 
     def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _refuse(self, response: bytes) -> None:
         self._disarm()
         if self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete:  # never inside another response's bytes
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:  # never inside a response
             self.transport.write(response)
         self.transport.close()

@@ -3,7 +3,6 @@ what was wrong and what is expected); nothing a client sends may turn into a 5xx
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from typing import Any
@@ -53,9 +52,9 @@ def check_content_type(value: str | None, required: bool = False) -> None:
         raise BadRequest(415, f"Content-Type must be application/json, got '{value[:100]}'")
 
 
-async def read_body(receive, length: bytes | str | None, limit: int, timeout_s: float) -> bytes:
+async def read_body(receive, length: bytes | str | None, limit: int) -> bytes:
     """The request body, refusing more than `limit` bytes (by Content-Length first, then as it streams: a
-    body too large is never held in memory) and a body that takes longer than `timeout_s` to arrive."""
+    body too large is never held in memory). Its deadline is the protocol's (`limits.HttpLimits`)."""
     if length is not None:
         length = length.decode("latin-1") if isinstance(length, bytes) else length
         if not length.isdigit():
@@ -63,21 +62,17 @@ async def read_body(receive, length: bytes | str | None, limit: int, timeout_s: 
         if int(length) > limit:
             raise BadRequest(413, f"body of {length} bytes exceeds the limit of {limit}")
     chunks, size = [], 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise BadRequest(400, "client disconnected before the body was complete")
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise BadRequest(413, f"body exceeds the limit of {limit} bytes")
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    except TimeoutError:
-        raise BadRequest(408, f"request body not received within {timeout_s:g} s") from None
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest(400, "client disconnected (or too slow) before the body was complete")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_json(body: bytes, example: str) -> Any:
