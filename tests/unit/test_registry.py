@@ -97,3 +97,12 @@ def test_bad_declarations_fail_loudly():
         Port("x", "weights")
     with pytest.raises(KeyError, match="unknown stage 'distil'"):
         get("distil")
+
+
+def test_root_components_and_pipelines_alias_the_package():
+    import components
+    import kdflow.kfp.components as packaged
+    from pipelines import distillation
+
+    assert distillation.build is __import__("kdflow.kfp.pipeline", fromlist=["build"]).build
+    assert {n for n in dir(packaged) if not n.startswith("_")} <= set(dir(components))
