@@ -25,7 +25,7 @@ def _sigterm_after(path, deadline=120.0):
     return th
 
 
-def test_streaming_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, images):  # noqa: F811
+def test_streaming_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, images, capfd):  # noqa: F811
     root, _ = images
     kw = dict(**SPLITS, data__source=f"imagefolder:{root}", data__format="streaming", data__image_size=[12, 12],
               teacher__model={"name": "cnn2d", "kwargs": {"channels": [4], "dropout": 0.1}},
@@ -40,6 +40,7 @@ def test_streaming_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, im
     with pytest.raises(SystemExit) as stop:
         train_teacher.run(cfg, {"data": data}, {"model": tmp_path / "run", "checkpoints": ck})
     assert stop.value.code == 128 + signal.SIGTERM and not (tmp_path / "run").exists()
+    assert f"a rerun resumes from {ck / 'last.ckpt'}" in capfd.readouterr().err
     got = train_teacher.run(cfg, {"data": data}, {"model": tmp_path / "run", "checkpoints": ck})
     assert got["resumed"] and not ref["resumed"] and got["best_val_acc"] == ref["best_val_acc"]
     a, b = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("ref", "run"))

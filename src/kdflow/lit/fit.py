@@ -76,15 +76,17 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, t: Train, 
             raise KdflowError(f"corrupt checkpoint {resume}: {str(exc).splitlines()[0][:200]} "
                               f"(delete {ckpt_dir} to start over)") from None
 
+    # Both save at validation end, `best` first, so its score rides along in last.ckpt: left to itself,
+    # Lightning >= 2.6 may save `best` at train-epoch end, after `last`, and a resumed run forgets the best
+    # epoch before the kill. `save_last=True` on `best` would refresh last.ckpt only in epochs that improve
+    # val_acc (Lightning >= 2.5), so a kill would redo every epoch since then.
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_acc", mode="max", save_top_k=1,
-                           save_weights_only=True, enable_version_counter=False)
-    # Every epoch, after `best` (its state rides along). `save_last=True` on `best` would refresh last.ckpt
-    # only in epochs that improve val_acc (Lightning >= 2.5), so a kill would redo every epoch since then.
-    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False,
+                           save_weights_only=True, enable_version_counter=False, save_on_train_epoch_end=False)
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False,
                            save_on_train_epoch_end=False)
     # Progress: rich bar on a terminal, plain lines in a pod log or `dvc repro > log` (fingerprints start
     # with the stage name).
-    callbacks: list = [best, last, *progress_callbacks(fingerprint.split(":")[0], t.progress_bar)]
+    callbacks: list = [best, last_cb, *progress_callbacks(fingerprint.split(":")[0], t.progress_bar)]
     if t.patience:
         callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=t.patience))
     loggers: list = [CSVLogger(ckpt_dir, name="curves", version=0)]
