@@ -15,7 +15,7 @@ ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_FIND_LINKS=/tmp/docker/wheelhouse
 COPY docker/ /tmp/docker/
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --prefer-binary -r /tmp/docker/requirements.txt
+    && /opt/venv/bin/pip install --prefer-binary --require-hashes -r /tmp/docker/requirements.txt
 WORKDIR /tmp/kdflow
 COPY pyproject.toml README.md ./
 COPY src/ src/

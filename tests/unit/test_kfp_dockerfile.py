@@ -54,11 +54,15 @@ def test_final_stage_is_non_root_without_build_tools():
 
 def test_requirements_are_pinned_and_cover_the_runtime_dependencies():
     pins = {}
-    for line in REQUIREMENTS.read_text().splitlines():
+    text = re.sub(r"\\\n\s*", " ", REQUIREMENTS.read_text())  # continuation lines joined
+    for line in text.splitlines():
         if line and not line.startswith("#"):
-            req = Requirement(line)
+            spec_text, *hashes = line.split(" --hash=")
+            req = Requirement(spec_text)
             (spec,) = req.specifier
             assert spec.operator == "==", line
+            # hash-checking mode is all or nothing: every pin carries the sha256 of its files
+            assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h.strip()) for h in hashes), spec_text
             pins[req.name.lower().replace("_", "-")] = spec.version
     for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
         req = Requirement(dep)
