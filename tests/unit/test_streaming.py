@@ -199,3 +199,29 @@ def test_soft_targets_and_distill_agree_across_backends(tmp_path, images):
     got = evaluate.run(tiny_cfg(**SPLITS, **kw, compress__onnx=False), {"data": tmp_path / "streaming", **models},
                        {"metrics": tmp_path / "metrics"})
     assert got["baseline.accuracy"] == got["student.accuracy"]  # the same weights, the same test images
+
+
+def test_born_again_uses_the_streaming_transfer_split(tmp_path, images):
+    """born_again distils on train + transfer for a streaming dataset as for an in-memory one: same weights."""
+    from kdflow.config import ModelSpec
+    from kdflow.models import build_model, save_model
+    from kdflow.stages import born_again
+    from kdflow.stages.common import spec_for
+
+    root, _ = images
+    kw = dict(data__source=f"imagefolder:{root}", **EXACT, born_again__generations=1,
+              distill__train={"epochs": 1, "batch_size": 8, "progress_bar": False})
+    torch.manual_seed(0)
+    gen0, weights = None, []
+    for fmt in ("memory", "streaming"):
+        data = _prep(tmp_path, fmt, **kw, data__format=fmt)
+        if gen0 is None:
+            spec = spec_for(ModelSpec(name="cnn2d", kwargs={"channels": [4]}), load_info(data))
+            gen0 = tmp_path / "gen0"
+            save_model(build_model(spec), gen0, spec, role="student")
+        out = tmp_path / f"ba-{fmt}"
+        got = born_again.run(tiny_cfg(**SPLITS, **kw), {"data": data, "teacher": gen0},
+                             {"generations": out, "checkpoints": tmp_path / f"ck-{fmt}"})
+        assert got["transfer_samples"] == 9, fmt
+        weights.append(torch.load(out / "gen-1" / "model.pt", weights_only=True))
+    assert all(torch.allclose(weights[0][k].float(), weights[1][k].float(), atol=1e-5) for k in weights[0])

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from kdflow.config import Params
-from kdflow.data.module import load_info, load_split
+from kdflow.data.module import has_split, load_info, load_split
 from kdflow.io import atomic_dir, sha256_file, write_json
 from kdflow.lit.modules import DistillModule
 from kdflow.models import build_model, load_model
@@ -51,7 +51,8 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     check_classes(spec0, info, f"generation 0 {gen0}")
     spec = {k: spec0[k] for k in SPEC_KEYS}
     d = cfg.distill
-    names = ["train", "val"] + (["transfer"] if d.use_transfer and (Path(data) / "transfer.npz").is_file() else [])
+    # has_split: a streaming dataset holds transfer/ (Arrow), not transfer.npz
+    names = ["train", "val"] + (["transfer"] if d.use_transfer and has_split(data, "transfer") else [])
     parts = [load_split(data, s) for s in names]
     x, ids = np.concatenate([p["x"] for p in parts]), np.concatenate([p["id"] for p in parts])
     val = parts[1]
@@ -80,7 +81,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
                          "params": res.get("params"), "seconds": round(res.get("train_seconds", 0.0), 2)})
         write_json(tmp / SUMMARY, {"generations": rows, "base": str(gen0), "distill": d.model_dump(mode="json")})
     shutil.rmtree(ckroot, ignore_errors=True)
-    return {"generations": rows}
+    return {"generations": rows, "transfer_samples": len(parts[2]["id"]) if len(parts) > 2 else 0}
 
 
 def generation_dirs(path: Path) -> list[tuple[int, Path]]:
