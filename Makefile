@@ -20,7 +20,7 @@ endif
 # A VISION venv also stamps .installed, so a later plain `make test`/`make demo` does not downgrade torch.
 STAMP := $(VENV)/.installed$(if $(VISION),-vision)
 
-.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-methods compile run-local image push registry-set image-test clean
+.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods compile run-local image push registry-set image-test clean
 
 setup: $(STAMP)
 
@@ -66,6 +66,11 @@ bench: setup benchdeps
 
 bench-quick: setup benchdeps
 	$(PY) benchmarks/run_all.py --quick
+
+# Hinton et al. 2015 §3 on real MNIST (MNIST_DIR: the four official idx files), ≤ 30 min on 2 cores.
+MNIST_DIR ?= /work/shared/data/mnist
+bench-hinton: setup
+	$(PY) benchmarks/hinton_mnist.py --data mnist:$(MNIST_DIR)
 
 # Method × {accuracy, KD gain, time}, 3 seeds, mnist1d + digits: about an hour on 2 cores (two 1-thread runs).
 bench-methods: setup

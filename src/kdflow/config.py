@@ -90,8 +90,9 @@ class ImageViews(Strict):
 
 
 class Data(Strict):
-    source: str = Field("mnist1d", description="mnist1d, digits, npz:, idx:, csv:, parquet:, imagefolder:, "
-                        "webdataset:, datasets: (paths may be fsspec URLs for the encoded-image sources)")
+    source: str = Field("mnist1d", description="mnist1d, digits, npz:, idx:, mnist: (MNIST's 4 idx files), csv:, "
+                        "parquet:, imagefolder:, webdataset:, datasets: (paths may be fsspec URLs for the "
+                        "encoded-image sources)")
     num_samples: int = Field(6000, ge=20, description="mnist1d: samples generated")
     seed: int = 0
     val_size: float = Field(0.1, gt=0, description="fraction (<1) or count (>=1)")

@@ -78,6 +78,18 @@ def test_bring_your_own_sources(tmp_path):
     raw = load_source(Data(source=f"idx:{tmp_path / 'i.gz'},{tmp_path / 'l.gz'}"))
     assert raw.x.shape == (30, 1, 6, 6) and raw.x.max() <= 1 and list(raw.y[:3]) == [0, 1, 2]
 
+    mnist = tmp_path / "mnist"  # MNIST's layout: official test split kept, plain and gzipped files mixed
+    mnist.mkdir()
+    _idx(mnist / "train-images-idx3-ubyte.gz", imgs)
+    _idx(mnist / "train-labels-idx1-ubyte.gz", labels)
+    _idx(mnist / "t10k-images-idx3-ubyte.gz", imgs[:9])
+    with pytest.raises(KdflowError, match="missing t10k-labels-idx1-ubyte"):
+        load_source(Data(source=f"mnist:{mnist}"))
+    _idx(mnist / "labels.gz", labels[:9])
+    (mnist / "t10k-labels-idx1-ubyte").write_bytes(gzip.decompress((mnist / "labels.gz").read_bytes()))
+    raw = load_source(Data(source=f"mnist:{mnist}"))
+    assert raw.x.shape == (30, 1, 6, 6) and raw.x_test.shape == (9, 1, 6, 6) and list(raw.y_test[:3]) == [0, 1, 2]
+
     import pandas as pd
 
     df = pd.DataFrame({"a": rng.normal(size=12), "b": rng.normal(size=12), "label": ["x", "y", "z"] * 4})

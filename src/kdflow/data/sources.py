@@ -1,5 +1,5 @@
-"""Data sources: built-in (digits, mnist1d) and bring-your-own (npz, idx, parquet, csv; encoded images from
-imagefolder, webdataset, datasets, parquet through `kdflow.data.encoded`).
+"""Data sources: built-in (digits, mnist1d) and bring-your-own (an MNIST-layout idx directory, npz, idx, parquet,
+csv; encoded images from imagefolder, webdataset, datasets, parquet through `kdflow.data.encoded`).
 
 Every loader returns a `Raw`: float32 inputs shaped (N, C, ...) or (N, F), int64 labels, class
 names, and optionally a predefined test split and a generated transfer pool.
@@ -84,6 +84,29 @@ def load_idx(spec: str) -> Raw:
     return Raw(x[:, None] if x.ndim == 3 else x, y.astype(np.int64), _class_names(y))
 
 
+MNIST_FILES = {"x": "train-images-idx3-ubyte", "y": "train-labels-idx1-ubyte",
+               "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+
+
+def load_mnist_dir(directory: str) -> Raw:
+    """A directory in MNIST's layout (also Fashion-/KMNIST): the four idx files, gzipped or not. Their
+    official test split becomes the test split, so `data.test_size` is unused."""
+    root = _exists(directory)
+    arrays = {}
+    for key, stem in MNIST_FILES.items():
+        found = [root / f"{stem}{ext}" for ext in (".gz", "") if (root / f"{stem}{ext}").is_file()]
+        if not found:
+            raise KdflowError(f"mnist:{directory}: missing {stem}[.gz] (needs {sorted(MNIST_FILES.values())})")
+        arrays[key] = _read_idx(found[0])
+    for split in ("", "_test"):
+        if len(arrays[f"x{split}"]) != len(arrays[f"y{split}"]):
+            raise KdflowError(f"mnist:{directory}: {len(arrays[f'x{split}'])} images but "
+                              f"{len(arrays[f'y{split}'])} labels in the {split[1:] or 'train'} files")
+    x, xt = (arrays[k].astype(np.float32)[:, None] / 255.0 for k in ("x", "x_test"))
+    y, yt = arrays["y"].astype(np.int64), arrays["y_test"].astype(np.int64)
+    return Raw(x, y, _class_names(np.concatenate([y, yt])), x_test=xt, y_test=yt, info={"test_split": "official"})
+
+
 def load_npz(path: str) -> Raw:
     with np.load(_exists(path), allow_pickle=False) as d:
         missing = {"x", "y"} - set(d.files)
@@ -124,6 +147,8 @@ def load_source(cfg: Data) -> Raw:
         raw = load_digits()
     elif kind == "idx":
         raw = load_idx(arg)
+    elif kind == "mnist":
+        raw = load_mnist_dir(arg)
     elif kind == "npz":
         raw = load_npz(arg)
     elif kind in KINDS and is_encoded(cfg):
@@ -132,8 +157,8 @@ def load_source(cfg: Data) -> Raw:
         raw = load_table(kind, arg, cfg.label_column)
     else:
         raise KdflowError(f"unknown data.source '{cfg.source}'; allowed: mnist1d, digits, imagefolder:<dir>, "
-                          "webdataset:<tars>, datasets:<dir>, npz:<file>, idx:<images>,<labels>, parquet:<file>, "
-                          "csv:<file>")
+                          "webdataset:<tars>, datasets:<dir>, npz:<file>, idx:<images>,<labels>, mnist:<dir>, "
+                          "parquet:<file>, csv:<file>")
     for name, arr in (("inputs", raw.x), ("test inputs", raw.x_test), ("transfer inputs", raw.x_transfer)):
         if arr is not None and not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).any(axis=tuple(range(1, arr.ndim))).sum())
