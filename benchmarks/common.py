@@ -238,6 +238,19 @@ class CpuClock:
         self._thread.join()
 
 
+def latest_run_history(raw: dict, metric: str = "val_acc", runs: int = 1) -> list[list[float]]:
+    """The per-epoch values of `metric` in the newest `runs` MLflow runs, oldest run first."""
+    from mlflow import MlflowClient
+
+    from kdflow.config import validate
+
+    c = MlflowClient()
+    exp = c.get_experiment_by_name(validate(raw).register.experiment)
+    found = c.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=runs)
+    return [[m.value for m in sorted(c.get_metric_history(r.info.run_id, metric), key=lambda m: m.step)]
+            for r in reversed(found)]
+
+
 def latest_run_epochs(raw: dict, clock: CpuClock) -> dict[str, list[float]]:
     """Wall and CPU seconds between consecutive epoch ends of the newest MLflow run (its `val_acc` times).
 

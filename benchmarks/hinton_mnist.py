@@ -42,8 +42,11 @@ def _job(kind: str, raw: dict, work: Path, reuse: dict[str, Path], threads: int)
     stages = {"teacher": ("train_teacher", "soft_targets"), "baseline": ("train_baseline",),
               "student": ("distill", "evaluate")}[kind]
     out = C.pipeline(raw, work, reuse, stages=stages)
+    # validation accuracy per epoch of the training stage (the curve; the test set is read once, by evaluate)
+    runs = C.latest_run_history(raw, "val_acc", runs=len(stages))  # this job's runs: the trainer's has val_acc
+    curve = next((h for h in reversed(runs) if h), [])
     C.cleanup(scratch)
-    return {"pid": os.getpid(), "load_avg_1m": os.getloadavg()[0],
+    return {"pid": os.getpid(), "load_avg_1m": os.getloadavg()[0], "val_acc_curve": curve,
             **{k: out[k] for k in ("metrics",) if k in out},
             "seconds": {k: round(v["wall_seconds"], 1) for k, v in out.items() if "wall_seconds" in v},
             "cpu_seconds": {k: round(v["cpu_seconds"], 1) for k, v in out.items() if "cpu_seconds" in v}}
@@ -56,7 +59,7 @@ def configure(size: str, seeds: int | None, data: str, epochs: str | None) -> tu
         raw = C.with_overrides(raw, {f"{sec}.epochs": int(e) for sec, e in zip(ROLES.values(), epochs.split(","))})
     elif scale != 1.0:
         raw = C.scale_epochs(raw, scale)
-    if size == "dry":
+    if size == "dry" and not epochs:
         raw = C.with_overrides(raw, {f"{sec}.epochs": 1 for sec in ROLES.values()})
     return C.quiet_training(raw), seeds or n
 
@@ -91,8 +94,10 @@ def run(raw: dict, seeds: int, jobs: int, scratch: Path) -> dict:
                                           "teacher.params", "student.params")},
                      "seconds": {**b[s]["seconds"], **st[s]["seconds"]},
                      "cpu_seconds": {**b[s]["cpu_seconds"], **st[s]["cpu_seconds"]},
-                     "load_avg_1m": max(b[s]["load_avg_1m"], st[s]["load_avg_1m"])})
-    return {"runs": runs, "teacher_seconds": t["seconds"], "teacher_cpu_seconds": t["cpu_seconds"],
+                     "load_avg_1m": max(b[s]["load_avg_1m"], st[s]["load_avg_1m"]),
+                     "val_acc_curve": {"baseline": b[s]["val_acc_curve"], "student": st[s]["val_acc_curve"]}})
+    return {"runs": runs, "teacher_val_acc_curve": t["val_acc_curve"], "teacher_seconds": t["seconds"],
+             "teacher_cpu_seconds": t["cpu_seconds"],
             "test_samples": n_test, "counts": prep["counts"], "seconds": time.perf_counter() - t0,
             "jobs": jobs, "threads_per_job": threads}
 
@@ -124,7 +129,20 @@ def report(res: dict, raw: dict) -> tuple[str, float]:
             f"test {n:,}; {res['jobs']} processes × {res['threads_per_job']} thread(s); "
             f"{res['seconds'] / 60:.1f} min wall in all (budget 30: {C.verdict(res['seconds'] <= 1800)}); "
             f"highest 1-min load average seen {max(x['load_avg_1m'] for x in r):.1f} on {os.cpu_count()} cores.")
-    return md, closed
+    return md + "\n\n" + curve_table(res), closed
+
+
+def curve_table(res: dict, points: int = 8) -> str:
+    """Validation errors against epochs (seed 0): where each model stood when its budget ran out."""
+    n_val = res["counts"]["val"]
+    curves = {"teacher": res["teacher_val_acc_curve"], **res["runs"][0]["val_acc_curve"]}
+    longest = max(len(c) for c in curves.values())
+    if longest < 2:
+        return ""
+    marks = sorted({max(1, round(longest * i / points)) for i in range(1, points + 1)})
+    rows = [(e, *(round(n_val * (1 - c[e - 1])) if e <= len(c) else "—" for c in curves.values())) for e in marks]
+    return (f"Validation errors (of {n_val:,}) by epoch, seed 0 — the curve the epoch budget cuts:\n\n"
+            + C.table(["epoch", "teacher", "student alone", "distilled student"], rows))
 
 
 def main(argv: list[str] | None = None) -> int:
