@@ -52,3 +52,19 @@ def test_training_prints_epoch_step_rate_eta_and_val_metrics(tmp_path, prepared,
     step = [ln for ln in lines if " step " in ln]
     assert step and re.search(r"epoch 1/2 step \d+/\d+  [\d,]+ samples/s  ETA \d+m\d\ds", step[0])
     assert re.search(r"epoch 2/2 .*val_acc=\d\.\d{4}  val_loss=\d", lines[-1]) and lines[-1].endswith("done")
+
+
+def test_rich_bar_redraws_at_most_every_interval_and_on_the_last_batch(monkeypatch):
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from kdflow.lit import progress
+
+    monkeypatch.setattr(progress, "plain_lines", lambda: False)
+    drawn = []
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, *a: drawn.append(a[-1]))
+    monkeypatch.setattr(RichProgressBar, "total_train_batches", property(lambda self: 100))
+    (bar,) = progress.progress_callbacks("distill", True)
+    assert isinstance(bar, RichProgressBar)
+    for i in range(100):
+        bar.on_train_batch_end(None, None, None, None, i)
+    assert drawn[0] == 0 and drawn[-1] == 99 and len(drawn) < 10  # 100 batches in far less than 0.25 s each
