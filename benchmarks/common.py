@@ -251,7 +251,7 @@ def latest_run_history(raw: dict, metric: str = "val_acc", runs: int = 1) -> lis
             for r in reversed(found)]
 
 
-def latest_run_epochs(raw: dict, clock: CpuClock) -> dict[str, list[float]]:
+def latest_run_epochs(raw: dict, clock: CpuClock | None) -> dict[str, list[float]]:
     """Wall and CPU seconds between consecutive epoch ends of the newest MLflow run (its `val_acc` times).
 
     The stages log through Lightning's MLflow logger, so epoch times come from the run users inspect,
@@ -265,7 +265,7 @@ def latest_run_epochs(raw: dict, clock: CpuClock) -> dict[str, list[float]]:
     exp = c.get_experiment_by_name(validate(raw).register.experiment)
     run = c.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
     ends = [m.timestamp / 1e3 for m in sorted(c.get_metric_history(run.info.run_id, "val_acc"), key=lambda m: m.step)]
-    cpu = [clock.at(t) for t in ends]
+    cpu = [clock.at(t) for t in ends] if clock is not None else []  # a run of another process: wall only
     return {"wall": [b - a for a, b in zip(ends, ends[1:])], "cpu": [b - a for a, b in zip(cpu, cpu[1:])]}
 
 
