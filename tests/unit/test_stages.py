@@ -60,6 +60,22 @@ def test_evaluate_writes_metrics_plots_report(pipeline):
         assert (p["metrics"] / f).stat().st_size > 0
     html = (p["metrics"] / "report.html").read_text()
     assert "data:image/png;base64," in html and "http" not in html.replace("http-equiv", "")
+    # the verdict opens the report; headers are readable names with units
+    first = html.split("<h1>", 1)[1].split("</h1>", 1)[1]
+    assert first.startswith("<p class='verdict'><strong>Student keeps ") and "95 % CI" in first
+    assert "throughput (samples/s)" in html and "throughput_per_s" not in html
+
+
+def test_verdict_line_states_retention_size_speed_and_kd_gain_with_ci():
+    from kdflow.evaluation.summary import verdict
+
+    m = {"retention": 0.988, "student.accuracy": 0.9779, "teacher.accuracy": 0.9898, "compression": 72.4,
+         "speedup": 7.04, "kd_gain": 0.017}
+    line = verdict(m, [True] * 990 + [False] * 10, [True] * 973 + [False] * 27)
+    assert line.startswith("Student keeps 98.8 % of the teacher's accuracy (97.79 % vs 98.98 %) at 1/72 of its "
+                           "parameters, 7.0× faster at batch 1 on CPU; KD adds +1.70 points")
+    assert "95 % CI +0.90 to +2.50, significant, 1,000 test samples" in line
+    assert "not significant" in verdict(m, [True, False] * 50, [False, True] * 50)
 
 
 def test_register_sets_aliases_and_gates_on_retention(pipeline, tmp_path):

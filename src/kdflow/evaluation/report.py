@@ -52,25 +52,44 @@ def curves_png(curves: dict[str, list[dict]]) -> str:
     return _png(fig)
 
 
+# metric key -> the column header people read (units in parentheses)
+HEADERS = {
+    "accuracy": "accuracy", "macro_f1": "macro-F1", "nll": "NLL (nats)", "ece": "ECE", "ood_auroc": "OOD AUROC",
+    "params": "parameters", "flops": "FLOPs / sample", "latency_p50_ms": "latency p50 (ms, batch 1)",
+    "latency_p95_ms": "latency p95 (ms, batch 1)", "throughput_per_s": "throughput (samples/s)",
+    "retention": "retention (student / teacher acc.)", "kd_gain": "KD gain (acc. points ÷ 100)",
+    "compression": "compression (× fewer params)", "speedup": "speed-up (×, batch 1)",
+    "throughput_ratio": "throughput ratio (×)", "teacher_agreement": "agreement with teacher",
+    "gain_over_parent": "gain over parent", "parent_agreement": "agreement with parent",
+}
+
+
 def table_html(rows: list[dict], cols: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    head = "".join(f"<th>{html.escape(HEADERS.get(c, c.replace('_', ' ')))}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
                    for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _fmt(v) -> str:
+    if isinstance(v, float) and abs(v) >= 1000:
+        return f"{v:,.0f}"  # throughput, FLOPs: 437,812 rather than 4.378e+05
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
 
 
-def write_report(path: Path, title: str, tables: list[tuple[str, str]], images: list[tuple[str, str]]) -> None:
+def write_report(path: Path, title: str, tables: list[tuple[str, str]], images: list[tuple[str, str]],
+                 verdict: str = "") -> None:
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
              "img{margin:.5em;border:1px solid #eee}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"]
+    if verdict:  # the answer first, the tables after
+        parts.append(f"<p class='verdict'><strong>{html.escape(verdict)}</strong></p>")
     parts += [f"<h2>{html.escape(h)}</h2>{t}" for h, t in tables]
     parts += [f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>" for alt, b64 in images]
     path.write_text("".join(parts) + "</body></html>")

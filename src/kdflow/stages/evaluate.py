@@ -22,6 +22,7 @@ from kdflow.config import Params
 from kdflow.data.module import load_info, load_split
 from kdflow.evaluation import metrics as M
 from kdflow.evaluation import perf, report
+from kdflow.evaluation.summary import verdict
 from kdflow.io import atomic_dir, write_json
 from kdflow.models import load_model
 from kdflow.progress import Ticker
@@ -195,5 +196,6 @@ def _write(tmp: Path, cfg: Params, info: dict, flat: dict, logits: dict, y: torc
         tmp / "report.html", f"kdflow report — {info['source']}", tables,
         [("confusion", report.confusion_png(M.confusion(logits["student"], y), classes, "student confusion")),
          ("reliability", report.reliability_png(rel)), ("curves", report.curves_png(curves))],
+        verdict=verdict(flat, (logits["student"].argmax(1) == y).numpy(), (logits["baseline"].argmax(1) == y).numpy()),
     )
     np.savetxt(plots / "confusion_matrix.txt", M.confusion(logits["student"], y), fmt="%d")
