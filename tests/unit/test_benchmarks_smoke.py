@@ -12,6 +12,7 @@ from tests.helpers import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import common as C  # noqa: E402
+import hinton_mnist  # noqa: E402
 import quality  # noqa: E402
 import run_all  # noqa: E402
 import training_speed  # noqa: E402
@@ -48,6 +49,23 @@ def test_tables_and_targets():
     checks = quality.targets({"digits": {"runs": [run]}, "mnist1d": {"runs": [{**run, "student.params": 6000}]}},
                              {"digits": "image", "mnist1d": "signal"})
     assert [c[2].endswith("met") for c in checks] == [True, False]  # mnist1d: 6,000 params > 5,210
+
+
+def test_hinton_mnist_table_gap_and_cpu_critical_path():
+    def run(seed, base, student):
+        return {"seed": seed, "teacher.errors": 70, "baseline.errors": base, "student.errors": student,
+                "teacher.params": 2_395_210, "student.params": 1_276_810, "load_avg_1m": 1.0,
+                "cpu_seconds": {"train_baseline": 100.0, "distill": 200.0 + seed, "evaluate": 10.0},
+                "val_acc_curve": {"baseline": [0.98, 0.99], "student": [0.985]}}
+    res = {"runs": [run(0, 140, 80), run(1, 150, 76), run(2, 146, 75)], "test_samples": 10_000, "jobs": 2,
+           "threads_per_job": 1, "seconds": 1500, "counts": {"train": 55_000, "val": 5_000},
+           "teacher_cpu_seconds": {"train_teacher": 900.0, "soft_targets": 5.0}, "teacher_val_acc_curve": [0.97, 0.99]}
+    raw = C.load_profile("hinton-mnist")
+    md, closed = hinton_mnist.report(res, raw)
+    assert closed == pytest.approx((145.33 - 77) / (145.33 - 70), abs=1e-3) and "target ≥ 80 %: met" in md
+    assert "| student alone | 784-800-800-10, no regularization | 1,276,810 | 30 | 145.3 ± 5.0 |" in md
+    # critical path: teacher 905 s + the longest distill+evaluate of each round of 2 (212, then 210) = 1327 s
+    assert "critical path 22.1 CPU-min" in md and "| 2 | 50 | 50 | — |" in md
 
 
 def test_run_all_collects_tables_from_json_or_stdout(tmp_path):
