@@ -8,7 +8,7 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 # The CPU build goes in first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,models
+EXTRAS ?= dev,models,text
 # timm/torchvision teachers: `make setup VISION=1`. The registries have no torchvision for the CPU torch
 # (torchvision 0.28.0's ops link CUDA torch: "operator torchvision::nms does not exist"); torch 2.14.1 (the
 # registry build, CUDA libraries included, runs on CPU) + torchvision 0.29.1 work: 5.6 GB installed instead

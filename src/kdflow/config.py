@@ -89,6 +89,20 @@ class ImageViews(Strict):
         return self
 
 
+class TextData(Strict):
+    """Text sources (csv:, tsv:, jsonl:, parquet:, datasets:) read as text: tokenized once in prepare with the
+    teacher's own tokenizer, token ids stored unpadded, padded per batch (docs/text.md)."""
+
+    column: str = Field("text", min_length=1, description="the text column")
+    pair_column: str | None = Field(None, description="second text column for sentence-pair tasks")
+    tokenizer: str = Field(min_length=1, description="a local Hugging Face tokenizer directory (fast "
+                           "tokenizer; usually the teacher's own directory); nothing is downloaded")
+    max_length: int = Field(128, ge=4, le=4096, description="tokens per sample, special tokens included")
+    truncation_side: Literal["right", "left"] = "right"
+    transfer: str | None = Field(None, description="unlabeled text for the transfer split: a csv:/tsv:/jsonl:/"
+                                 "parquet:/datasets: source with the same text column(s); labels ignored")
+
+
 class Data(Strict):
     source: str = Field("mnist1d", description="mnist1d, digits, npz:, idx:, mnist: (MNIST's 4 idx files), csv:, "
                         "parquet:, imagefolder:, webdataset:, datasets: (paths may be fsspec URLs for the "
@@ -118,6 +132,8 @@ class Data(Strict):
                                                 "image once (pixels discarded) or only parse its header")
     shard_mb: int = Field(256, ge=1, description="streaming: largest Arrow shard, MB")
     storage_options: dict[str, Any] = Field({}, description="fsspec options for remote paths (s3://, gs://)")
+    text: TextData | None = Field(None, description="set: the source is a text table (bad rows follow "
+                                  "bad_samples: fail names the line, skip counts it)")
 
 
 class ModelSource(Strict):

@@ -120,6 +120,9 @@ def register_model(model_dir: Path, name: str, tags: dict[str, str] | None = Non
 
     model, spec = load_model(model_dir)
     example = np.zeros((2, *spec["input_shape"]), np.float32)  # batch 2 keeps the batch dim dynamic in torch.export
+    if spec.get("modality") == "text":  # token ids: [CLS]-like first token, the rest padding
+        example = np.full((2, min(spec["input_shape"][0], 16)), spec["text"]["pad_id"], np.int64)
+        example[:, 0] = 1
     with torch.no_grad():
         out = model(torch.from_numpy(example)).numpy()
     info = mlflow.pytorch.log_model(

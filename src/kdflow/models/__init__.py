@@ -22,6 +22,7 @@ from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
 from kdflow.models.archs import BUILTIN
 from kdflow.models.external import PREFIXED, build_prefixed
+from kdflow.models.text import TEXT_ARCHS
 
 WEIGHTS = "model.pt"
 SPEC = "model.json"
@@ -45,17 +46,24 @@ def build_net(name: str, kwargs: dict[str, Any], input_shape: list[int], num_cla
     try:
         if name in BUILTIN:
             return BUILTIN[name](input_shape, num_classes, **kwargs)
+        if name in TEXT_ARCHS:
+            return TEXT_ARCHS[name](input_shape, num_classes, **kwargs)
         net = build_prefixed(name, kwargs, input_shape, num_classes)
     except TypeError as exc:
         raise KdflowError(f"model '{name}': bad kwargs {kwargs}: {exc}") from None
     if net is None:
-        allowed = ", ".join([*BUILTIN, *(f"{p}:<name>" for p in PREFIXED)])
+        allowed = ", ".join([*BUILTIN, *TEXT_ARCHS, *(f"{p}:<name>" for p in PREFIXED)])
         raise KdflowError(f"unknown model '{name}'; allowed: {allowed}")
     return net
 
 
 def build_model(spec: dict[str, Any]) -> Classifier:
-    """Build from a spec dict: name, kwargs, input_shape, num_classes, mean, std."""
+    """Build from a spec dict: name, kwargs, input_shape, num_classes, mean, std (text: the `text` entry)."""
+    if spec.get("modality") == "text":
+        from kdflow.models.text import TextClassifier
+
+        kwargs = {**spec["text"], **spec.get("kwargs", {})}
+        return TextClassifier(build_net(spec["name"], kwargs, list(spec["input_shape"]), int(spec["num_classes"])))
     net = build_net(spec["name"], spec.get("kwargs", {}), list(spec["input_shape"]), int(spec["num_classes"]))
     return Classifier(net, spec["mean"], spec["std"], list(spec["input_shape"]))
 

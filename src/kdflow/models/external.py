@@ -102,6 +102,13 @@ def _hf_image(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) 
     return HFImageNet(transformers.AutoModelForImageClassification.from_config(hf_config(kwargs["config"])))
 
 
+@register_arch("hf-text")
+def _hf_text(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) -> nn.Module:
+    from kdflow.models.text import hf_text
+
+    return hf_text(ref, kwargs, input_shape, num_classes)
+
+
 def build_prefixed(name: str, kwargs: dict[str, Any], input_shape: list[int], num_classes: int) -> nn.Module | None:
     prefix, sep, ref = name.partition(":")
     if not sep or prefix not in PREFIXED:

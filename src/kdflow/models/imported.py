@@ -30,10 +30,11 @@ def _check_shape(declared: list | None, shape: list[int], what: str) -> None:
                           "(data.image_size, data.grayscale) or override source.input_shape")
 
 
-def _check_output(model: Classifier, shape: list[int], info: dict, what: str) -> None:
+def _check_output(model: Classifier, shape: list[int], info: dict, what: str,
+                  probe: torch.Tensor | None = None) -> None:
     try:
         with torch.no_grad():
-            out = model(torch.zeros(2, *shape))
+            out = model(torch.zeros(2, *shape) if probe is None else probe)
     except KdflowError:
         raise
     except Exception as exc:
@@ -60,6 +61,8 @@ def import_model(src: SourceOptions, info: dict, what: str) -> tuple[Classifier,
     kind, loaded = open_source(src, info)
     shape = list(info["input_shape"])
     what = f"{what} '{src.uri}'"
+    if info.get("modality") == "text":
+        return _import_text(src, info, what, kind, loaded)
     _check_shape(getattr(src, "input_shape", None) or loaded.input_shape, shape, what)
     norm = info["normalization"]
     default = ([0.0] * shape[0], [1.0] * shape[0]) if kind.program else (norm["mean"], norm["std"])
@@ -76,6 +79,23 @@ def import_model(src: SourceOptions, info: dict, what: str) -> tuple[Classifier,
                             "mean": list(mean), "std": list(std), "source": source_record(src, kind, loaded)}
     if loaded.program is not None:
         spec["program"] = "model" + loaded.program.suffix
+    return model, spec, loaded
+
+
+def _import_text(src: SourceOptions, info: dict, what: str, kind: SourceType, loaded: Loaded):
+    from kdflow.models.text import TextClassifier, text_spec
+
+    if kind.program:
+        raise KdflowError(f"{what}: exported programs are not supported on text data yet; import the Hugging Face "
+                          "directory")
+    model = TextClassifier(loaded.net).eval()
+    t = info["tokenizer"]
+    ids = [t["cls_id"] if t["cls_id"] is not None else 1, 5, t["sep_id"] if t["sep_id"] is not None else 2]
+    _check_output(model, [], info, what, torch.tensor([ids, ids]))
+    _check_names(getattr(src, "classes", None) or loaded.classes, info, what)
+    spec: dict[str, Any] = {"name": loaded.name, "kwargs": loaded.kwargs, "input_shape": list(info["input_shape"]),
+                            "num_classes": info["num_classes"], "classes": info["classes"], "mean": [0.0],
+                            "std": [1.0], **text_spec(info), "source": source_record(src, kind, loaded)}
     return model, spec, loaded
 
 

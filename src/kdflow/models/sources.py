@@ -196,10 +196,15 @@ def _timm(ref: str, src: SourceOptions, info: dict) -> Loaded:
                   std=list(cfg["std"]) if cfg.get("std") else None)
 
 
-@register_source("hf", "a Hugging Face image classifier directory (config.json + weights, from_pretrained)",
+@register_source("hf", "a Hugging Face image (on text data: sequence) classifier dir (config.json + weights)",
                  detect=lambda p: (p / "config.json").is_file())
 def _hf_image(ref: str, src: SourceOptions, info: dict) -> Loaded:
     from kdflow.models.hf import load_image_classifier
+
+    if info.get("modality") == "text":
+        from kdflow.models.hf_text import load_text_classifier
+
+        return load_text_classifier(Path(ref), src, info)
 
     return load_image_classifier(Path(ref), src)
 
@@ -216,3 +221,11 @@ register_source("pt2", "a torch.export program (.pt2): offline soft targets only
                 detect=lambda p: p.suffix == ".pt2")(_program)
 register_source("onnx", "an ONNX file run by onnxruntime: offline soft targets only", program=True,
                 detect=lambda p: p.suffix == ".onnx")(_program)
+
+
+@register_source("layers", "layers:<kdflow or Hugging Face text model dir> + kwargs.layers: keep a subset of its "
+                 "transformer layers (DistilBERT-style student init)")
+def _layers(ref: str, src: SourceOptions, info: dict) -> Loaded:
+    from kdflow.models.hf_text import layer_subset
+
+    return layer_subset(ref, src, info)

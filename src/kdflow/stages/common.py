@@ -30,9 +30,19 @@ def is_rank_zero() -> bool:
 def spec_for(model: ModelSpec | None, info: dict) -> dict[str, Any]:
     if model is None:
         raise KdflowError("this command builds the role's `model`; the role names none (it uses source/init_from)")
+    from kdflow.models.text import text_spec
+
     return {"name": model.name, "kwargs": model.kwargs, "input_shape": info["input_shape"],
             "num_classes": info["num_classes"], "classes": info["classes"],
-            "mean": info["normalization"]["mean"], "std": info["normalization"]["std"]}
+            "mean": info["normalization"]["mean"], "std": info["normalization"]["std"], **text_spec(info)}
+
+
+def attach_tokenizer(model_dir: Path, data_dir: Path) -> None:
+    """A text model carries the tokenizer it was trained with (serving and export tokenize with it)."""
+    from kdflow.data.text import TOKENIZER_DIR
+
+    if (Path(data_dir) / TOKENIZER_DIR).is_dir():
+        shutil.copytree(Path(data_dir) / TOKENIZER_DIR, Path(model_dir) / TOKENIZER_DIR, dirs_exist_ok=True)
 
 
 def check_classes(spec: dict, info: dict, what: str) -> None:
@@ -71,6 +81,7 @@ def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule
         with atomic_dir(out) as tmp:
             doc = save_model(module.model, tmp, spec, **meta)
             (tmp / "curves.csv").write_text(hist["curves_csv"])
+            attach_tokenizer(tmp, data_dir)
         summary = {"params": doc["params"], "best_val_acc": hist["best_val_acc"], "train_seconds": seconds,
                    "epochs_run": hist["epochs_run"], "resumed": hist["resumed"]}
         tracking.log_metrics({k: v for k, v in summary.items() if isinstance(v, float | int)})

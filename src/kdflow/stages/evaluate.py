@@ -98,6 +98,21 @@ def evaluate_model(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg: Par
     return out, logits
 
 
+def evaluate_text_model(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg: Params, data: Path,
+                        info: dict) -> tuple[dict, torch.Tensor]:
+    """Text: quality + latency/throughput on real test sentences (no pixel noise, FGSM or OOD rows)."""
+    from kdflow.evaluation import text_cost
+
+    e = cfg.evaluate
+    with torch.inference_mode():
+        logits = M.predict(model, x, batch_size=256)
+    out = M.quality(logits, y, e.calibration_bins)
+    out.update(text_cost.cost(model, data, info, e.latency_repeats, e.throughput_batch))
+    out["params"], out["size_bytes"] = spec["params"], spec["size_bytes"]
+    out["confidence_mean"] = float(logits.softmax(1).max(1).values.mean())
+    return out, logits
+
+
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     data = need(inputs, "data", "evaluate")
     info = load_info(data)
@@ -113,7 +128,10 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             path = need(inputs, role, "evaluate")
             model, spec = load_model(path)
             check_classes(spec, info, f"{role} {path}")
-            res, logits[role] = evaluate_model(model, spec, x, y, cfg)
+            if info.get("modality") == "text":
+                res, logits[role] = evaluate_text_model(model, spec, x, y, cfg, data, info)
+            else:
+                res, logits[role] = evaluate_model(model, spec, x, y, cfg)
             models[role] = model
             flat.update({f"{role}.{k}": v for k, v in res.items()})
             curves[role], specs[role] = _curves(path), spec
@@ -132,7 +150,8 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
         })
         share = torch.bincount(pred_s, minlength=info["num_classes"]).float() / len(pred_s)
         flat.update({f"student.class_share.{k}": float(v) for k, v in enumerate(share)})
-        flat.update(_compression(models["student"], specs["student"], x, y, cfg))
+        if info.get("modality") != "text":  # int8/ONNX comparison feeds float inputs
+            flat.update(_compression(models["student"], specs["student"], x, y, cfg))
         gen_dir = _generations(inputs)
         if gen_dir is not None:
             flat.update(_born_again(gen_dir, info, x, y, cfg))
@@ -172,7 +191,7 @@ def _write(tmp: Path, cfg: Params, info: dict, flat: dict, logits: dict, y: torc
         [{"role": r, **p} for r, pts in rel.items() for p in pts], indent=1))
     (plots / "curves.json").write_text(json.dumps(
         [{"role": r, **p} for r, pts in curves.items() for p in pts], indent=1))
-    rows = [{"model": r, **{k: flat[f"{r}.{k}"] for k in ("accuracy", "macro_f1", "nll", "ece", "ood_auroc",
+    rows = [{"model": r, **{k: flat.get(f"{r}.{k}") for k in ("accuracy", "macro_f1", "nll", "ece", "ood_auroc",
                                                          "params", "flops", "latency_p50_ms", "latency_p95_ms",
                                                          "throughput_per_s")}} for r in ROLES]
     robust = [{"model": r, **{k.split(".", 1)[1]: v for k, v in flat.items()

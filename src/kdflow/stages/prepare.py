@@ -196,6 +196,10 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     from kdflow.data.encoded import is_encoded, raw_from_staged, stage
 
     d = cfg.data
+    if d.text is not None:
+        from kdflow.stages.prepare_text import run_text
+
+        return run_text(cfg, outputs)
     if d.repo or not is_encoded(d):
         if d.format == "streaming":
             raise KdflowError(f"data.format streaming needs an encoded-image source (imagefolder:, webdataset:, "

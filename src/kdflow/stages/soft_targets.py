@@ -48,6 +48,12 @@ def teacher_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int) -> np
 
 def _batches(data: Path, info: dict, splits: list[str], lo: int, hi: int, batch_size: int):
     """(x, ids) batches of samples lo..hi of the concatenated splits."""
+    if info.get("modality") == "text":  # ragged token ids, padded per batch
+        from kdflow.data.text import iter_batches
+
+        for x, _, ids in iter_batches(data, splits, info["tokenizer"]["pad_id"], batch_size, lo, hi):
+            yield x, ids.numpy()
+        return
     if is_streaming(info):
         from kdflow.data.streaming import iter_split
 

@@ -18,7 +18,7 @@ from kdflow import tracking
 from kdflow.config import Params
 from kdflow.data.module import is_streaming, load_info, load_split
 from kdflow.io import atomic_dir, need
-from kdflow.stages.common import train_on_labels
+from kdflow.stages.common import attach_tokenizer, train_on_labels
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
@@ -63,6 +63,7 @@ def import_teacher(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path
                 "training": {"imported": True, "epochs_run": 0, "best_val_acc": acc, "seconds": round(seconds, 2)}}
         with atomic_dir(out) as tmp:
             doc = save_imported(model, spec, loaded, tmp, **meta)
+            attach_tokenizer(tmp, data)
         tracking.set_tags({"kdflow.teacher.source_uri": src.uri,
                            "kdflow.teacher.source_sha256": lineage["source_sha256"][:5000]})
         summary = {"imported": src.uri, "params": doc["params"], "best_val_acc": acc, "seconds": seconds}
