@@ -22,12 +22,13 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
         out = need(outputs, "model", "finetune")
         with atomic_dir(out) as tmp:
             for f in student.iterdir():
-                shutil.copy2(f, tmp / f.name)
+                (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)  # a text model's tokenizer/
         # The checkpoint dir is a declared (persisted) DVC output even when nothing trains.
         ckpt_dir_for(outputs, out).mkdir(parents=True, exist_ok=True)
         return {"finetuned": False}
     seed_all(cfg.seed)
-    base = {k: spec[k] for k in ("name", "kwargs", "input_shape", "num_classes", "classes", "mean", "std")}
+    base = {k: spec[k] for k in ("name", "kwargs", "input_shape", "num_classes", "classes", "mean", "std",
+                                 "modality", "text") if k in spec}
     lineage = {**spec.get("lineage", {}), "finetuned_from": str(student)}
     out = train_and_save(cfg, "finetune", "student", ClassifierModule(model.train(), t, cfg.seed), base, t,
                          data, outputs, cfg.finetune.model_dump(mode="json"), lineage=lineage)
