@@ -101,6 +101,8 @@ class TextData(Strict):
     truncation_side: Literal["right", "left"] = "right"
     transfer: str | None = Field(None, description="unlabeled text for the transfer split: a csv:/tsv:/jsonl:/"
                                  "parquet:/datasets: source with the same text column(s); labels ignored")
+    test: str | None = Field(None, description="a predefined labeled test split (e.g. GLUE dev), same columns")
+    test_column: str | None = Field(None, description="the test source's text column, if named otherwise")
 
 
 class Data(Strict):

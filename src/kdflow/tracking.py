@@ -128,7 +128,8 @@ def register_model(model_dir: Path, name: str, tags: dict[str, str] | None = Non
     info = mlflow.pytorch.log_model(
         model, name="model", serialization_format="pt2", input_example=example,
         signature=infer_signature(example, out), registered_model_name=name,
-        extra_files=[str(model_dir / "model.json"), str(model_dir / "model.pt")],
+        extra_files=[str(model_dir / "model.json"), str(model_dir / "model.pt"),
+                     *(str(f) for f in sorted((model_dir / "tokenizer").glob("*")))],  # a text model's tokenizer
         pip_requirements=["torch", "kdflow"],
     )
     version = str(info.registered_model_version)

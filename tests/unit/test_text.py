@@ -135,6 +135,9 @@ def test_unlabeled_text_becomes_the_transfer_split(tmp_path, hf):
     data, info = prep(tmp_path, cfg)
     assert info["counts"]["transfer"] == 25 and info["counts"]["train"] == 40
     assert (read_split(data, "transfer")["y"] == -1).all()
+    cfg.data.text.test = f"csv:{write_csv(tmp_path / 'dev.csv', 15, seed=5)}"
+    _, info = prep(tmp_path, cfg)
+    assert info["counts"]["test"] == 15 and info["counts"]["train"] == 50
 
 
 def test_batches_are_padded_to_their_own_longest_sample(tmp_path, hf):
@@ -211,3 +214,38 @@ def test_bare_encoder_gets_a_head_and_layers_keeps_a_subset(tmp_path, hf):
     torch.testing.assert_close(again(x), cut.eval()(x))
     with pytest.raises(KdflowError, match="out of range"):
         import_model(ModelSource(uri=f"layers:{hf}", kwargs={"layers": [5]}), info, "student.init_from")
+
+
+def test_server_tokenizes_sentences_and_rejects_bad_instances(tmp_path, hf):
+    """A text model directory served over real HTTP on 127.0.0.1: sentences in, labels + probabilities out."""
+    import httpx
+
+    from kdflow.serving.app import create_app
+    from kdflow.serving.config import ServeConfig
+    from kdflow.stages.common import attach_tokenizer
+    from tests.support.live import serve
+
+    data, info = text_info(tmp_path, hf)
+    model, spec, _ = import_model(ModelSource(uri=str(hf)), info, "teacher")
+    from kdflow.models import save_model
+
+    save_model(model, tmp_path / "m", spec, version="3")
+    attach_tokenizer(tmp_path / "m", data)
+    with serve(create_app(ServeConfig(model=str(tmp_path / "m"), max_request_items=4))) as url:
+        r = httpx.post(f"{url}/predict", json={"instances": ["good film", "the plot was dull and bad and sad"]})
+        assert r.status_code == 200, r.text
+        preds = r.json()["predictions"]
+        from transformers import AutoTokenizer
+
+        enc = AutoTokenizer.from_pretrained(str(hf))(["good film", "the plot was dull and bad and sad"],
+                                                       padding=True, return_tensors="pt")
+        want = torch.softmax(model(enc["input_ids"]), 1)
+        assert [p["class"] for p in preds] == [info["classes"][i] for i in want.argmax(1).tolist()]
+        torch.testing.assert_close(torch.tensor([p["probabilities"] for p in preds]), want, atol=1e-4, rtol=1e-3)
+        for body, status, words in [({"instances": []}, 422, "non-empty list"),
+                                    ({"instances": ["fine", 3]}, 422, "instance 1 must be a non-empty string"),
+                                    ({"instances": ["  "]}, 422, "instance 0"),
+                                    ({"instances": ["a"] * 5}, 413, "limit is 4"),
+                                    ({"inputs": [[1, 2]]}, 422, "unknown field")]:
+            r = httpx.post(f"{url}/predict", json=body)
+            assert r.status_code == status and words in r.json()["error"], (body, r.text)

@@ -206,6 +206,9 @@ def load_text(d: Data) -> TextRaw:
     bad = BadRows(d.bad_samples)
     a, b, y = _clean(parts["pool"], index, ints, len(classes), bad)
     raw = TextRaw(a, b, y, classes)
+    if t.test:
+        tt = t.model_copy(update={"column": t.test_column}) if t.test_column else t
+        parts["test"] = _read(t.test, tt, d.label_column, d.storage_options)["pool"]
     if "test" in parts:
         raw.test = _clean(parts["test"], index, ints, len(classes), bad)
     if t.transfer:

@@ -43,6 +43,7 @@ from kdflow.serving.validation import (
     dumps,
     parse_feedback,
     parse_inputs,
+    parse_texts,
     read_body,
 )
 
@@ -89,6 +90,9 @@ class Server:
         served = self.swapper.current
         if served is None or x.shape[1:] != served.input_shape:
             raise ShapeChanged()
+        if served.tokenizer is not None:  # token ids padded to max_length: keep only the batch's longest
+            used = np.flatnonzero((x != served.spec["text"]["pad_id"]).any(0))
+            x = x[:, : int(used[-1]) + 1 if len(used) else 1]
         with torch.inference_mode():
             probs = torch.softmax(served.model(torch.from_numpy(x)), dim=1).numpy()
         index = probs.argmax(1)
@@ -127,7 +131,12 @@ class Server:
             content_type = headers.get(b"content-type")
             check_content_type(content_type.decode("latin-1") if content_type is not None else None)
             body = await read_body(receive, headers.get(b"content-length"), self._limit(served))
-            x = parse_inputs(body, served.input_shape, self.cfg.max_request_items)
+            if served.tokenizer is not None:
+                t = served.spec["text"]
+                x = parse_texts(body, served.tokenizer, served.input_shape[0], t["pair"], t["pad_id"],
+                                self.cfg.max_request_items)
+            else:
+                x = parse_inputs(body, served.input_shape, self.cfg.max_request_items)
         except BadRequest as exc:
             return self._fail(exc.status, exc.message, served.version)
         finally:

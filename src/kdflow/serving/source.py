@@ -150,6 +150,7 @@ class Served:
     teacher: nn.Module | None = None
     teacher_uri: str | None = None
     reference: Reference = Reference()
+    tokenizer: Any = None  # text models: requests carry sentences, tokenized server-side
 
     @property
     def arch(self) -> str:
@@ -258,12 +259,14 @@ class Loader:
         shape = tuple(int(d) for d in spec["input_shape"])
         classes = classes_of(spec)
         teacher = self._teacher(teacher_src, spec) if teacher_src else None
-        if self.jit:
+        tokenizer = getattr(model, "tokenizer", None)
+        if self.jit and tokenizer is None:  # token ids vary in length: a trace would fix it
             model = compile_for_serving(model, shape)
         smoke_test(model, shape, self.warm_rows, len(classes))
-        return Served(model, spec, name, str(version), classes, shape, str(spec.get("input_dtype", "float32")),
+        dtype = "text" if tokenizer is not None else str(spec.get("input_dtype", "float32"))
+        return Served(model, spec, name, str(version), classes, shape, dtype,
                       teacher, redact(teacher_uri) if teacher is not None and teacher_uri else None,
-                      reference_from(refs, classes))
+                      reference_from(refs, classes), tokenizer)
 
     def _teacher(self, src: str, spec: dict) -> nn.Module | None:
         from kdflow import tracking

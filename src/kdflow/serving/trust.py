@@ -20,11 +20,13 @@ from kdflow.errors import KdflowError
 from kdflow.io import read_json
 from kdflow.models import SPEC, load_model
 from kdflow.models.archs import BUILTIN
+from kdflow.models.text import TEXT_ARCHS
 
 ALLOWED_IMPORTS_ENV = "KDFLOW_ALLOWED_IMPORTS"
 ALLOWED_ROOTS_ENV = "KDFLOW_ALLOWED_LOCAL_ROOTS"
 REGISTRY_SCHEMES = ("runs:/", "models:/")
-SAFE_PREFIXES = ("torchvision", "timm", "hf-image", "program")  # name/config-built, never import the spec's code
+# name/config-built, never import the spec's code
+SAFE_PREFIXES = ("torchvision", "timm", "hf-image", "hf-text", "program")
 
 
 def allowed_imports() -> tuple[str, ...]:
@@ -37,7 +39,7 @@ def check_spec(spec: dict, where: str) -> None:
     if not isinstance(name, str):
         raise KdflowError(f"{where}: model spec has no architecture name")
     prefix, sep, _ = name.partition(":")
-    if name in BUILTIN or (sep and prefix in SAFE_PREFIXES):
+    if name in BUILTIN or name in TEXT_ARCHS or (sep and prefix in SAFE_PREFIXES):
         return
     if prefix == "import":
         module = name.split(":")[1] if name.count(":") == 2 else ""
@@ -53,7 +55,13 @@ def check_spec(spec: dict, where: str) -> None:
 def load_trusted(path: str | Path, where: str):
     """`kdflow.models.load_model`, after checking the spec it would build."""
     check_spec(read_json(Path(path) / SPEC, "model spec"), where)
-    return load_model(path)
+    model, spec = load_model(path)
+    if spec.get("modality") == "text":  # the server tokenizes: the tokenizer saved with the model
+        from kdflow.data.text import TOKENIZER_DIR, load_tokenizer
+
+        tok_dir = Path(path) / TOKENIZER_DIR if (Path(path) / TOKENIZER_DIR).is_dir() else Path(path)
+        model.tokenizer = load_tokenizer(tok_dir)
+    return model, spec
 
 
 def check_uri(uri: str, what: str) -> None:

@@ -141,3 +141,33 @@ def parse_feedback(body: bytes) -> tuple[str, list[Any]]:
         if isinstance(label, bool) or not isinstance(label, int | str):
             raise BadRequest(422, f"labels must be class indices or class names, got {str(label)[:50]!r}")
     return rid, labels
+
+
+def parse_texts(body: bytes, tokenizer, max_length: int, pair: bool, pad_id: int, max_items: int) -> np.ndarray:
+    """`{"instances": ["a sentence", ...]}` (pairs: `[["first", "second"], ...]`) → token ids (B, max_length)
+    int64, padded with `pad_id` (the forward trims the padding again), or BadRequest."""
+    shape = '[["first", "second"], ...]' if pair else '["a sentence", ...]'
+    doc = parse_json_object(body, f'{{"instances": {shape}}}')
+    extra = sorted(set(doc) - {"instances"})
+    if extra:
+        raise BadRequest(422, f"unknown field(s) {', '.join(map(repr, extra))[:200]}; the body holds only "
+                         "'instances'")
+    items = doc.get("instances")
+    if not isinstance(items, list) or not items:
+        raise BadRequest(422, f"'instances' must be a non-empty list: {shape}")
+    if len(items) > max_items:
+        raise BadRequest(413, f"{len(items)} instances in one request; the limit is {max_items}")
+    ok = (lambda v: isinstance(v, list) and len(v) == 2 and all(isinstance(s, str) and s.strip() for s in v)) \
+        if pair else (lambda v: isinstance(v, str) and v.strip() != "")
+    for i, v in enumerate(items):
+        if not ok(v):
+            want = "a pair of non-empty strings" if pair else "a non-empty string"
+            raise BadRequest(422, f"instance {i} must be {want}, got {str(v)[:50]!r}")
+    a = [v[0] for v in items] if pair else items
+    b = [v[1] for v in items] if pair else None
+    ids = tokenizer(a, b, truncation=True, max_length=max_length, return_attention_mask=False,
+                    return_token_type_ids=False)["input_ids"]
+    out = np.full((len(ids), max_length), pad_id, np.int64)
+    for i, row in enumerate(ids):
+        out[i, :len(row)] = row
+    return out

