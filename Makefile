@@ -20,7 +20,7 @@ endif
 # A VISION venv also stamps .installed, so a later plain `make test`/`make demo` does not downgrade torch.
 STAMP := $(VENV)/.installed$(if $(VISION),-vision)
 
-.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods compile run-local image push registry-set image-test clean
+.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods bench-text compile run-local image push registry-set image-test clean
 
 setup: $(STAMP)
 
@@ -73,6 +73,11 @@ bench-hinton: setup
 	$(PY) benchmarks/hinton_mnist.py --data mnist:$(MNIST_DIR)
 
 # Method × {accuracy, KD gain, time}, 3 seeds, mnist1d + digits: about an hour on 2 cores (two 1-thread runs).
+# SST-2: all-MiniLM-L6-v2 fine-tuned, then distilled (docs/text.md); about 45 min on 2 cores
+bench-text: setup
+	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
+	$(PY) benchmarks/text.py $(BENCH_TEXT_ARGS)
+
 bench-methods: setup
 	rm -rf benchmarks/results/tmp/methods-work
 	$(PY) benchmarks/methods.py --work benchmarks/results/tmp/methods-work --threads 1 \
