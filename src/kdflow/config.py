@@ -103,6 +103,10 @@ class TextData(Strict):
                                  "parquet:/datasets: source with the same text column(s); labels ignored")
     test: str | None = Field(None, description="a predefined labeled test split (e.g. GLUE dev), same columns")
     test_column: str | None = Field(None, description="the test source's text column, if named otherwise")
+    mask_copies: int = Field(0, ge=0, le=20, description="transfer-set augmentation (Tang et al. 2019): this "
+                             "many copies of each train sample with tokens masked, added to the transfer split "
+                             "unlabeled (the teacher labels them)")
+    mask_prob: float = Field(0.1, gt=0, lt=1, description="mask_copies: chance that a token becomes [MASK]")
 
 
 class Data(Strict):

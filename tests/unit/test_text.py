@@ -249,3 +249,20 @@ def test_server_tokenizes_sentences_and_rejects_bad_instances(tmp_path, hf):
                                     ({"inputs": [[1, 2]]}, 422, "unknown field")]:
             r = httpx.post(f"{url}/predict", json=body)
             assert r.status_code == status and words in r.json()["error"], (body, r.text)
+
+
+def test_masked_copies_extend_the_transfer_split(tmp_path, hf):
+    csv = write_csv(tmp_path / "d.csv", 60)
+    cfg = cfg_for(tmp_path, hf, f"csv:{csv}", val_size=10, test_size=10)
+    cfg.data.text.mask_copies, cfg.data.text.mask_prob = 2, 0.3
+    data, info = prep(tmp_path, cfg)
+    train, tr = read_split(data, "train"), read_split(data, "transfer")
+    assert info["counts"]["transfer"] == 2 * info["counts"]["train"] == 80
+    assert (tr["y"] == -1).all() and len(set(tr["id"]) & set(train["id"])) == 0
+    assert np.array_equal(np.diff(tr["offsets"])[:40], np.diff(train["offsets"]))
+    mask_id = 4  # [MASK] in the test vocab
+    masked = tr["tokens"] == mask_id
+    assert 0.1 < masked.mean() < 0.4 and not np.isin(tr["tokens"][masked], [2, 3]).any()
+    same = tr["tokens"][~masked] == np.tile(train["tokens"], 2)[~masked]
+    assert same.all()  # only masking changed the ids; [CLS]/[SEP] never masked
+    assert (tr["tokens"][tr["offsets"][:-1]] == 2).all()

@@ -284,6 +284,18 @@ def digest_texts(a: list[str], b: list[str] | None) -> np.ndarray:
     return np.array([hashlib.blake2b(f"{x}\t{y}".encode(), digest_size=12).digest() for x, y in pairs], "S12")
 
 
+def mask_copies(tokens: np.ndarray, offsets: np.ndarray, copies: int, prob: float, mask_id: int,
+                special: set[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`copies` copies of every sample with each non-special token replaced by `mask_id` with chance `prob`
+    (Tang et al. 2019's masking augmentation), on the ids: no re-tokenization, same lengths."""
+    rng = np.random.default_rng(seed)
+    out = np.tile(tokens, copies)
+    hit = (rng.random(len(out)) < prob) & ~np.isin(out, list(special))
+    out[hit] = mask_id
+    lengths = np.tile(np.diff(offsets), copies)
+    return out.astype(np.int32), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
 # ---------------------------------------------------------------- reading prepared splits
 
 

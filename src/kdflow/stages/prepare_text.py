@@ -42,6 +42,9 @@ def run_text(cfg: Params, outputs: dict[str, Path]) -> dict:
             arrs["pair"], arrs["pair_offsets"] = T.encode_strings(sb)
         splits[name] = (arrs, truncated, T.digest_texts(sa, sb))
         ticker.update(len(pos), name)
+    if t.mask_copies:
+        splits["transfer"] = _with_masked(splits, tok, t, d.seed)
+        ticker.update(0, "masked copies")
     labels = {k: v[0]["y"] for k, v in splits.items()}
     _check_labels(labels, len(raw.classes))
     names = list(splits)
@@ -66,3 +69,33 @@ def run_text(cfg: Params, outputs: dict[str, Path]) -> dict:
             np.savez(tmp / f"{name}.npz", **arrs)
         tok.save_pretrained(str(tmp / T.TOKENIZER_DIR))
     return _finish(cfg, info, outputs, write)
+
+
+def _with_masked(splits: dict, tok, t, seed: int) -> tuple[dict, int, np.ndarray]:
+    """The transfer split extended with masked copies of the train samples (new ids after every other id)."""
+    if tok.mask_token_id is None:
+        from kdflow.errors import KdflowError
+
+        raise KdflowError(f"data.text.mask_copies: tokenizer {t.tokenizer} has no mask token")
+    train = splits["train"][0]
+    tokens, offsets = T.mask_copies(train["tokens"], train["offsets"], t.mask_copies, t.mask_prob,
+                                    tok.mask_token_id, set(tok.all_special_ids) - {tok.unk_token_id}, seed)
+    n = len(offsets) - 1
+    start = 1 + max(int(v[0]["id"].max()) for v in splits.values() if len(v[0]["id"]))
+    texts = tok.batch_decode([tokens[offsets[i]:offsets[i + 1]].tolist() for i in range(n)],
+                             skip_special_tokens=False)
+    text, text_off = T.encode_strings(texts)
+    masked = {"tokens": tokens, "offsets": offsets, "y": np.full(n, UNLABELED, np.int64),
+              "id": np.arange(start, start + n, dtype=np.int64), "text": text, "text_offsets": text_off}
+    if "transfer" not in splits:
+        return masked, 0, T.digest_texts(texts, None)
+    old, truncated, digests = splits["transfer"]
+    merged = {"tokens": np.concatenate([old["tokens"], tokens]),
+              "offsets": np.concatenate([old["offsets"], offsets[1:] + old["offsets"][-1]]),
+              "y": np.concatenate([old["y"], masked["y"]]), "id": np.concatenate([old["id"], masked["id"]])}
+    texts_old = T.decode_strings(old["text"], old["text_offsets"])
+    merged["text"], merged["text_offsets"] = T.encode_strings(texts_old + texts)
+    if "pair" in old:  # pair tasks: the masked copies keep the whole pair in `text` (decoded ids)
+        merged["pair"], merged["pair_offsets"] = T.encode_strings(T.decode_strings(old["pair"], old["pair_offsets"])
+                                                                  + [""] * n)
+    return merged, truncated, np.concatenate([digests, T.digest_texts(texts, None)])
