@@ -266,3 +266,16 @@ def test_masked_copies_extend_the_transfer_split(tmp_path, hf):
     same = tr["tokens"][~masked] == np.tile(train["tokens"], 2)[~masked]
     assert same.all()  # only masking changed the ids; [CLS]/[SEP] never masked
     assert (tr["tokens"][tr["offsets"][:-1]] == 2).all()
+
+
+def test_text_profile_compiles_to_the_same_kubeflow_pipeline(tmp_path):
+    """No pipeline code specific to text: the SST-2 profile compiles with the one pipeline, its data.text
+    section carried in the params every step reads."""
+    import yaml
+
+    from kdflow.kfp.entrypoints import compile_pipeline
+    from tests.helpers import REPO
+
+    raw = yaml.safe_load((REPO / "benchmarks" / "profiles" / "text-sst2.yaml").read_text())
+    out = compile_pipeline(raw, tmp_path / "p.yaml", image="kdflow:test")
+    assert "models/all-MiniLM-L6-v2" in out.read_text()
