@@ -125,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model, spec = load_model(args.model)
+        if spec.get("modality") == "text":  # token ids in, tokenizer beside the .onnx; no int8 variant
+            from kdflow.models.text_onnx import export_text
+
+            with atomic_dir(args.out) as tmp:
+                doc = {"source": str(args.model), "opset": args.opset,
+                       **export_text(model, spec, args.model, tmp, args.opset)}
+                write_json(tmp / "compress.json", doc)
+            print(json.dumps(doc, indent=2))
+            return 0
         x = torch.randn(64, *spec["input_shape"]) * model.std + model.mean
         with atomic_dir(args.out) as tmp:
             export_onnx(model, tmp / "model.onnx", spec["input_shape"], args.opset)

@@ -279,3 +279,28 @@ def test_text_profile_compiles_to_the_same_kubeflow_pipeline(tmp_path):
     raw = yaml.safe_load((REPO / "benchmarks" / "profiles" / "text-sst2.yaml").read_text())
     out = compile_pipeline(raw, tmp_path / "p.yaml", image="kdflow:test")
     assert "models/all-MiniLM-L6-v2" in out.read_text()
+
+
+@pytest.mark.parametrize("name,kwargs", [("text-bert", {"layers": 1, "hidden": 16, "heads": 2}),
+                                         ("text-cnn", {"embed": 8, "channels": 8}),
+                                         ("text-bilstm", {"embed": 8, "hidden": 8, "mlp": 8})])
+def test_onnx_export_takes_ids_of_any_length_with_the_tokenizer_beside_it(tmp_path, hf, name, kwargs):
+    from kdflow.compress import main as compress_main
+    from kdflow.compress import onnx_session
+    from kdflow.models import save_model
+
+    spec = {"name": name, "kwargs": kwargs, "input_shape": [32], "num_classes": 2, "mean": [0.0], "std": [1.0],
+            "classes": ["neg", "pos"], "modality": "text",
+            "text": {"vocab_size": 40, "pad_id": 0, "sep_id": 3, "pair": False}}
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    save_model(model, tmp_path / "m", spec)
+    import shutil
+
+    shutil.copytree(hf, tmp_path / "m" / "tokenizer")
+    assert compress_main(["--model", str(tmp_path / "m"), "--out", str(tmp_path / "onnx")]) == 0
+    doc = json.loads((tmp_path / "onnx" / "compress.json").read_text())
+    assert doc["onnx_max_abs_dlogit"] < 1e-4 and (tmp_path / "onnx" / "tokenizer" / "vocab.txt").is_file()
+    x = torch.tensor([[2, 10, 11, 12, 13, 3], [2, 14, 3, 0, 0, 0]])
+    got = onnx_session(tmp_path / "onnx" / "model.onnx").run(None, {"input_ids": x.numpy()})[0]
+    np.testing.assert_allclose(got, model(x).detach().numpy(), atol=1e-4)
