@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-limit", type=int, default=None, help="labeled SST-2 train sentences (profile default)")
     ap.add_argument("--transfer", type=int, default=None, help="unlabeled transfer sentences (profile default)")
     ap.add_argument("--skip-layers", action="store_true", help="only the text-bert student")
+    ap.add_argument("--reuse-work", type=Path, default=None,
+                    help="an earlier run's work dir (benchmarks/results/tmp/bench-*): its prepared data, teacher and "
+                    "soft targets are reused, and a finished student pipeline (metrics/) is read, not rerun")
     args = ap.parse_args(argv)
     scratch = setup()
     t0 = time.perf_counter()
@@ -56,22 +59,48 @@ def main(argv: list[str] | None = None) -> int:
         raw["data"]["train_limit"] = args.train_limit
     if args.transfer is not None:
         raw["data"]["transfer_size"] = args.transfer
-    first = pipeline(raw, scratch / "bert")
+    first = run_or_reuse(raw, scratch / "bert", args.reuse_work and args.reuse_work / "bert")
     m = first["metrics"]
     results = {"profile": "text-sst2", "train_limit": raw["data"]["train_limit"],
                "transfer_size": raw["data"]["transfer_size"],
-               "teacher": {**row("teacher", m, "teacher"),
-                           "train_seconds": first["train_teacher"].get("train_seconds")},
+               "teacher": {**row("teacher", m, "teacher"), "train_seconds": teacher_seconds(first)},
                "students": {"text-bert-2x128": {**row("student", m), "no_kd": row("baseline", m, "baseline")}}}
     if not args.skip_layers:
         sub = json.loads(json.dumps(raw))
         sub["student"] = {"init_from": {"uri": f"layers:{first['paths']['teacher']}", "kwargs": {"layers": LAYERS}},
                           "train": {**raw["student"]["train"], "lr": 5.0e-5}}
         sub["distill"]["train"]["lr"] = 5.0e-5
-        second = pipeline(sub, scratch / "layers", reuse={k: first["paths"][k] for k in
-                                                          ("data", "teacher", "soft_targets")})
+        save(results, load0, t0, complete=False)  # the first student's numbers survive an interrupted run
+        old = args.reuse_work / "layers" if args.reuse_work else None
+        second = run_or_reuse(sub, scratch / "layers", old if old and (old / "metrics").is_dir() else None,
+                              {k: first["paths"][k] for k in ("data", "teacher", "soft_targets")})
         m2 = second["metrics"]
         results["students"]["teacher-2-of-6-layers"] = {**row("student", m2), "no_kd": row("baseline", m2, "baseline")}
+    save(results, load0, t0, complete=True)
+    return 0
+
+
+def teacher_seconds(run: dict) -> float | None:
+    t = run.get("train_teacher") or {}
+    return t.get("train_seconds", t.get("seconds"))
+
+
+def run_or_reuse(raw: dict, work: Path, old: Path | None, reuse: dict | None = None) -> dict:
+    """The pipeline in `work`; with `old` (an earlier run's dir for the same student) its finished metrics, or
+    its data/teacher/soft targets reused."""
+    if old is not None and (old / "metrics" / "metrics.json").is_file():
+        paths = {"data": old / "data/prepared", "teacher": old / "models/teacher",
+                 "soft_targets": old / "soft_targets/teacher"}
+        return {"metrics": json.loads((old / "metrics" / "metrics.json").read_text()), "paths": paths,
+                "train_teacher": json.loads((old / "models/teacher/model.json").read_text())["training"]}
+    if old is not None:
+        reuse = {k: p for k, p in {"data": old / "data/prepared", "teacher": old / "models/teacher",
+                                   "soft_targets": old / "soft_targets/teacher"}.items() if p.is_dir()}
+    return pipeline(raw, work, reuse=reuse)
+
+
+def save(results: dict, load0, t0: float, complete: bool) -> None:
+    results = dict(results)
     teacher = results["teacher"]
     targets = []
     for name, s in results["students"].items():
@@ -88,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             targets += [(f"{name}: retention", ret, "≥ 0.985", ret >= 0.985),
                         (f"{name}: throughput × teacher (b32, tok. incl.)", tput, "≥ 2.5", tput >= 2.5),
                         (f"{name}: KD gain (points)", 100 * gain, "(reported)", None)]
+    if "teacher-2-of-6-layers" not in results["students"]:
+        targets.append(("layer-subset student (retention ≥ 0.985, ≥ 2.5× throughput)", float("nan"), "not run", None))
     targets.append(("sentence embeddings (cosine ≥ 0.90, probe ≥ 95 %)", float("nan"), "not built", None))
     results["targets"] = [{"target": t, "measured": v, "goal": g, "met": ok} for t, v, g, ok in targets]
     results["load_average_start_end"] = [load0[0], os.getloadavg()[0]]
     results["wall_seconds"] = time.perf_counter() - t0
+    results["complete"] = complete
     print(f"\nSST-2 dev ({len(results['students'])} students; teacher all-MiniLM-L6-v2 fine-tuned on "
           f"{results['train_limit']} train sentences, 1-min load {load0[0]:.1f} → {os.getloadavg()[0]:.1f} on 2 cores)")
     print(f"{'model':34} {'acc %':>6} {'params M':>9} {'sent/s b32 (tok incl)':>22} {'p50 b1 ms':>10}")
@@ -105,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "text.json").write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {RESULTS / 'text.json'} in {results['wall_seconds'] / 60:.1f} min")
-    return 0
 
 
 if __name__ == "__main__":
