@@ -301,6 +301,13 @@ class Compress(Strict):
     opset: int = Field(17, ge=9)
 
 
+class Inference(Strict):
+    backend: Literal["auto", "torch", "onnx", "eager"] = Field(
+        "auto", description="how soft targets and evaluate run a model: auto = the faster of torch "
+        "(BN folded, channels_last) and onnxruntime, as measured when the model was saved (model.json "
+        "`inference`); eager = the module as is")
+
+
 class Finetune(Strict):
     train: Train = Train(epochs=0, lr=1e-4)
 
@@ -312,6 +319,7 @@ class Evaluate(Strict):
     ood_samples: int = Field(1000, ge=10)
     latency_repeats: int = Field(200, ge=5)
     throughput_batch: int = Field(256, ge=1)
+    threads: int = Field(2, ge=1, description="torch/onnxruntime threads while timing: fixed, so runs compare")
     calibration_bins: int = Field(15, ge=2)
 
 
@@ -343,6 +351,7 @@ class Params(Strict):
     born_again: BornAgain = BornAgain()
     sweep: Sweep = Sweep()
     compress: Compress = Compress()
+    inference: Inference = Inference()
 
     @model_validator(mode="after")
     def _roles(self) -> Params:
@@ -377,7 +386,7 @@ class Params(Strict):
 
     def digest(self) -> str:
         """Stable hash of the validated params (lineage tag)."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"kubeflow"}), sort_keys=True).encode()
+        blob = json.dumps(self.model_dump(mode="json", exclude={"kubeflow", "inference"}), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

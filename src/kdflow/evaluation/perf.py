@@ -15,6 +15,22 @@ def flops_per_sample(model: torch.nn.Module, shape: list[int]) -> int:
     return int(counter.get_total_flops())
 
 
+def interleaved(fns: dict, rounds: int, warmup: int = 2, calls: int = 1,
+                clock=time.perf_counter) -> dict[str, list[float]]:
+    """Seconds per call of each no-argument `fns[k]`, measured in interleaved rounds: every round runs
+    each fn `calls` times in turn, so load on a shared machine hits all of them alike. `warmup` rounds
+    run first and are not recorded. Take the median (or min) of the returned per-round times."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(warmup + rounds):
+        for k, fn in fns.items():
+            t0 = clock()
+            for _ in range(calls):
+                fn()
+            if r >= warmup:
+                times[k].append((clock() - t0) / calls)
+    return times
+
+
 def timings(fn, x, repeats: int) -> list[float]:
     """Seconds per `fn(x)` call, after a warm-up of a tenth as many calls (at least 3)."""
     for _ in range(max(repeats // 10, 3)):
@@ -27,18 +43,20 @@ def timings(fn, x, repeats: int) -> list[float]:
     return times
 
 
-@torch.inference_mode()
-def latency(model: torch.nn.Module, shape: list[int], repeats: int, batch: int = 1) -> list[float]:
-    """Seconds per forward of `batch` samples, after warm-up."""
-    return timings(model, torch.randn(batch, *shape), repeats)
-
-
-def cost(model: torch.nn.Module, shape: list[int], repeats: int, batch: int) -> dict[str, float]:
-    b1 = np.array(latency(model, shape, repeats))
-    bn = np.array(latency(model, shape, max(repeats // 10, 5), batch))
-    return {
-        "latency_p50_ms": float(np.percentile(b1, 50) * 1e3),
-        "latency_p95_ms": float(np.percentile(b1, 95) * 1e3),
-        "throughput_per_s": float(batch / np.median(bn)),
-        "flops": flops_per_sample(model, shape),
-    }
+def costs(engines: dict, eager: dict[str, torch.nn.Module], shape: list[int], repeats: int, batch: int,
+          threads: int) -> dict[str, dict[str, float]]:
+    """Latency (batch 1) and throughput (`batch`) of every engine, honestly comparable: a fixed thread
+    count, warm-up rounds not recorded, interleaved rounds of all models (load hits them alike),
+    percentiles / median over rounds. FLOPs from the eager modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        one, many = torch.randn(1, *shape), torch.randn(batch, *shape)
+        b1 = interleaved({k: (lambda e=e: e(one)) for k, e in engines.items()}, repeats, max(repeats // 10, 3))
+        bn = interleaved({k: (lambda e=e: e(many)) for k, e in engines.items()}, max(repeats // 10, 5), 2)
+    finally:
+        torch.set_num_threads(before)
+    return {k: {"latency_p50_ms": float(np.percentile(b1[k], 50) * 1e3),
+                "latency_p95_ms": float(np.percentile(b1[k], 95) * 1e3),
+                "throughput_per_s": float(batch / np.median(bn[k])),
+                "flops": flops_per_sample(eager[k], shape)} for k in engines}

@@ -67,7 +67,8 @@ class Server:
         self.cfg = cfg
         self.metrics: ServerMetrics | NullMetrics = ServerMetrics() if cfg.metrics else NullMetrics()
         self._versions: dict[str, VersionMetrics] = {}
-        self.swapper = Swapper(Loader(parse_source(cfg.model), cfg.teacher, warm_rows=cfg.max_batch, jit=cfg.jit),
+        self.swapper = Swapper(Loader(parse_source(cfg.model), cfg.teacher, warm_rows=cfg.max_batch, jit=cfg.jit,
+                                      backend=cfg.backend),
                                cfg.alias_poll_s, self._serving, self.metrics.loaded, self.metrics.refused)
         if self.swapper.loader.source.kind == "dir":
             self.swapper.load_now()  # a bad path fails the command, not a readiness probe later

@@ -28,6 +28,7 @@ class ServeConfig:
     threads: int = 0                 # torch intra-op threads; 0 = available CPUs - 1 (one core serves HTTP)
     metrics: bool = True
     jit: bool = True                 # TorchScript-trace the models (falls back to eager when unusable)
+    backend: str = "auto"            # kdflow.inference backend; auto = model.json's measured choice
     log_level: str = "info"
     limits: HttpLimits = field(default_factory=HttpLimits)  # HTTP timeouts and size/concurrency limits
 
@@ -93,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_non_negative(int), default=0, help="torch threads; 0 = CPUs - 1")
     p.add_argument("--no-metrics", dest="metrics", action="store_false", help="disable Prometheus instrumentation")
     p.add_argument("--no-jit", dest="jit", action="store_false", help="serve eager modules (no TorchScript trace)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "eager"],
+                   help="inference engine: auto = the faster of torch / onnxruntime recorded in model.json")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_limit_args(p)
     return p

@@ -190,6 +190,16 @@ def compile_for_serving(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Mo
     return traced
 
 
+def for_serving(model: nn.Module, spec: dict, backend: str, jit: bool):
+    """The inference engine's path (onnxruntime when it measured faster, else BN-folded torch, traced)."""
+    from kdflow.inference import engine
+
+    run = engine(model, spec, backend if jit else "eager", spinning=False)
+    if jit and run.backend in ("torch", "eager"):
+        run.fn = compile_for_serving(run.fn, tuple(int(d) for d in spec["input_shape"]))
+    return run
+
+
 def smoke_test(model: nn.Module, input_shape: tuple[int, ...], rows: int, classes: int) -> None:
     """The first calls of a fresh module pay one-off allocation costs; pay them before serving. Doubles as
     the smoke test: the outputs must be finite, one score per class."""
@@ -211,11 +221,12 @@ class Loader:
     """Loads `Served` versions; keeps the last two teachers so a swap between students of one teacher
     does not reload it."""
 
-    def __init__(self, source: Source, teacher_dir: str | None = None, warm_rows: int = 1, jit: bool = True):
+    def __init__(self, source: Source, teacher_dir: str | None = None, warm_rows: int = 1, jit: bool = True,
+                 backend: str = "auto"):
         self.source = source
         self.teacher_dir = teacher_dir
         self.warm_rows = warm_rows
-        self.jit = jit
+        self.jit, self.backend = jit, backend
         self._teachers: OrderedDict[str, tuple[nn.Module, dict]] = OrderedDict()
 
     def resolve(self) -> str:
@@ -260,8 +271,8 @@ class Loader:
         classes = classes_of(spec)
         teacher = self._teacher(teacher_src, spec) if teacher_src else None
         tokenizer = getattr(model, "tokenizer", None)
-        if self.jit and tokenizer is None:  # token ids vary in length: a trace would fix it
-            model = compile_for_serving(model, shape)
+        if tokenizer is None:  # token ids vary in length: text models run eager, untraced
+            model = for_serving(model, spec, self.backend, self.jit)
         smoke_test(model, shape, self.warm_rows, len(classes))
         dtype = "text" if tokenizer is not None else str(spec.get("input_dtype", "float32"))
         return Served(model, spec, name, str(version), classes, shape, dtype,
@@ -284,8 +295,7 @@ class Loader:
             except KdflowError as exc:
                 log.error("shadow teacher %s unavailable, shadow check off for this version: %s", redact(src), exc)
                 return None
-            if self.jit:
-                model = compile_for_serving(model, tuple(tspec["input_shape"]))
+            model = for_serving(model, tspec, self.backend, self.jit)
             smoke_test(model, tuple(tspec["input_shape"]), 1, int(tspec["num_classes"]))
             self._teachers[src] = (model, tspec)
             while len(self._teachers) > 2:

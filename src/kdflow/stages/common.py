@@ -17,6 +17,7 @@ from kdflow import tracking
 from kdflow.config import ModelSpec, Params, Role, Train
 from kdflow.data.module import KDDataModule, load_info
 from kdflow.errors import KdflowError
+from kdflow.inference import choose
 from kdflow.io import atomic_dir, need  # noqa: F401  (need: re-exported for the stages)
 from kdflow.lit.fit import fit
 from kdflow.models import save_model
@@ -77,7 +78,8 @@ def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule
             return {"rank": "non-zero"}
         meta = {"role": role, "lineage": {**tracking.lineage(cfg, info["hash"]), **(lineage or {})},
                 "training": {"epochs_run": hist["epochs_run"], "best_val_acc": hist["best_val_acc"],
-                             "seconds": round(seconds, 2), "resumed": hist["resumed"]}}
+                             "seconds": round(seconds, 2), "resumed": hist["resumed"]},
+                "inference": choose(module.model.eval(), spec)}
         with atomic_dir(out) as tmp:
             doc = save_model(module.model, tmp, spec, **meta)
             (tmp / "curves.csv").write_text(hist["curves_csv"])

@@ -23,6 +23,7 @@ from kdflow.data.module import load_info, load_split
 from kdflow.evaluation import metrics as M
 from kdflow.evaluation import perf, report
 from kdflow.evaluation.summary import verdict
+from kdflow.inference import engine
 from kdflow.io import atomic_dir, write_json
 from kdflow.models import load_model
 from kdflow.progress import Ticker
@@ -78,11 +79,14 @@ def _curves(model_dir: Path) -> list[dict]:
             for r in rows]
 
 
-def evaluate_model(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg: Params) -> tuple[dict, torch.Tensor]:
+def evaluate_model(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg: Params,
+                   run=None) -> tuple[dict, torch.Tensor]:
+    """Quality of one model; `run` (an inference engine, default eager) gives the test logits. Its cost is
+    measured for all models together (`perf.costs`)."""
     e = cfg.evaluate
     std = model.std.detach()
     mean = model.mean.detach()
-    logits = M.predict(model, x)
+    logits = run.predict(x) if run is not None else M.predict(model, x)
     out = M.quality(logits, y, e.calibration_bins)
     for s in e.noise_sigma:
         out[f"noise_acc_{s:g}"] = M.noise_accuracy(model, x, y, s, std)
@@ -90,7 +94,6 @@ def evaluate_model(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg: Par
         for eps in e.fgsm_eps:
             out[f"fgsm_acc_{eps:g}"] = M.fgsm_accuracy(model, x, y, eps, std)
     out["ood_auroc"] = M.ood_auroc(model, x, M.ood_inputs(e.ood, e.ood_samples, spec["input_shape"], mean, std))
-    out.update(perf.cost(model, spec["input_shape"], e.latency_repeats, e.throughput_batch))
     out["params"] = spec["params"]
     out["size_bytes"] = spec["size_bytes"]
     probs = logits.softmax(1)
@@ -121,21 +124,27 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     x, y = torch.from_numpy(test["x"]), torch.from_numpy(test["y"])
     torch.manual_seed(cfg.seed)
     flat: dict[str, float] = {}
-    logits, curves, specs, models = {}, {}, {}, {}
+    logits, curves, specs, models, engines = {}, {}, {}, {}, {}
     ticker = Ticker("evaluate", total=len(ROLES), unit="models", every=0)
     with tracking.stage_run(cfg, "evaluate", cfg.evaluate.model_dump(mode="json"), info["hash"]):
         for role in ROLES:
             path = need(inputs, role, "evaluate")
             model, spec = load_model(path)
             check_classes(spec, info, f"{role} {path}")
+            engines[role] = engine(model, spec, cfg.inference.backend, threads=cfg.evaluate.threads)
             if info.get("modality") == "text":
                 res, logits[role] = evaluate_text_model(model, spec, x, y, cfg, data, info)
             else:
-                res, logits[role] = evaluate_model(model, spec, x, y, cfg)
+                res, logits[role] = evaluate_model(model, spec, x, y, cfg, engines[role])
             models[role] = model
             flat.update({f"{role}.{k}": v for k, v in res.items()})
             curves[role], specs[role] = _curves(path), spec
             ticker.update(1, role)
+        e = cfg.evaluate
+        if info.get("modality") != "text":  # text models timed on real sentences in evaluate_text_model
+            for role, c in perf.costs(engines, models, specs["student"]["input_shape"], e.latency_repeats,
+                                      e.throughput_batch, e.threads).items():
+                flat.update({f"{role}.{k}": v for k, v in c.items()})
         t, b, s = (flat[f"{r}.accuracy"] for r in ROLES)
         pred_t = logits["teacher"].argmax(1)
         pred_s = logits["student"].argmax(1)

@@ -18,6 +18,7 @@ from kdflow import tracking
 from kdflow.config import Params
 from kdflow.data.module import has_split, is_streaming, load_info, load_split, split_ids
 from kdflow.errors import KdflowError
+from kdflow.inference import engine
 from kdflow.io import atomic_dir, sha256_file
 from kdflow.models import load_model
 from kdflow.progress import Ticker
@@ -25,25 +26,10 @@ from kdflow.soft_targets import StoreWriter
 from kdflow.stages.common import check_classes, need
 
 
-def for_inference(model: torch.nn.Module, ndim: int) -> torch.nn.Module:
-    """The one place inference is set up (the performance issue's shared engine replaces these two)."""
-    model.eval()
-    return model.to(memory_format=torch.channels_last) if ndim == 4 else model
-
-
-@torch.inference_mode()
-def infer(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """One batch through the teacher: channels_last for images (1.7x eager for small conv nets on CPU)."""
-    if x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return model(x).float()
-
-
-def teacher_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
+def teacher_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int, backend: str = "torch") -> np.ndarray:
     xt = torch.from_numpy(x)
-    model = for_inference(model, xt.dim())
-    chunks = [infer(model, xt[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-    return (torch.cat(chunks) if chunks else torch.empty((len(x), 0))).numpy()
+    run = engine(model, {"input_shape": list(x.shape[1:]), "input_dtype": str(x.dtype)}, backend)
+    return run.predict(xt, batch_size).reshape(len(x), -1).numpy()
 
 
 def _batches(data: Path, info: dict, splits: list[str], lo: int, hi: int, batch_size: int):
@@ -90,17 +76,18 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path], shard_in
     splits = [s for s in st.splits if has_split(data, s)]
     n = _count(Path(data), splits)
     lo, hi = n * shard_index // num_shards, n * (shard_index + 1) // num_shards
-    teacher = for_inference(teacher, 1 + len(info["input_shape"]))
+    teacher = engine(teacher, spec, cfg.inference.backend)
     with tracking.stage_run(cfg, "soft_targets", st.model_dump(mode="json"), info["hash"]):
         meta = {"teachers": [{"path": str(teacher_dir), "name": spec["name"],
                               "weights_sha256": sha256_file(Path(teacher_dir) / "model.pt")}],
-                "data_hash": info["hash"], "splits": splits, "shard_index": shard_index, "num_shards": num_shards}
+                "data_hash": info["hash"], "backend": teacher.backend,
+                "splits": splits, "shard_index": shard_index, "num_shards": num_shards}
         ticker = Ticker("soft_targets", total=hi - lo)
         t0 = time.perf_counter()
         with atomic_dir(out) as tmp:
             writer = StoreWriter(tmp, st.shard_size, st.topk, meta)
             for x, ids in _batches(Path(data), info, splits, lo, hi, st.batch_size):
-                writer.add(ids, infer(teacher, x).numpy())
+                writer.add(ids, teacher(x).numpy())
                 ticker.update(len(ids))
             manifest = writer.close()
         seconds = time.perf_counter() - t0

@@ -1,0 +1,85 @@
+"""The inference engine: every backend gives the eager model's logits; the override key; timing mechanics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from kdflow import inference as I
+from kdflow.config import Inference
+from kdflow.errors import KdflowError
+from kdflow.evaluation.perf import costs, interleaved
+from kdflow.models import build_model
+
+CASES = [("mlp", {"hidden": [16]}, [1, 12]), ("cnn1d", {"channels": [4, 4, 4]}, [1, 24]),
+         ("cnn2d", {"channels": [4, 8], "batchnorm": True}, [1, 12, 12])]
+
+
+def _model(name, kwargs, shape):
+    spec = {"name": name, "kwargs": kwargs, "input_shape": shape, "num_classes": 5, "mean": [0.1], "std": [0.5]}
+    torch.manual_seed(0)
+    model = build_model(spec)
+    for m in model.modules():  # non-trivial BN statistics, so a wrong fold shows
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval(), spec
+
+
+@pytest.mark.parametrize(("name", "kwargs", "shape"), CASES)
+@pytest.mark.parametrize("backend", ["eager", "torch", "onnx"])
+def test_backends_match_eager(name, kwargs, shape, backend):
+    model, spec = _model(name, kwargs, shape)
+    x = torch.randn(9, *shape)
+    with torch.inference_mode():
+        ref = model(x)
+    run = I.engine(model, spec, backend)
+    assert run.backend == backend
+    torch.testing.assert_close(run(x), ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(run.predict(x, batch_size=4), ref, rtol=1e-4, atol=1e-5)
+    if name == "cnn2d" and backend == "torch":
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in run.fn.modules())  # folded
+        assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # on a copy
+
+
+def test_auto_uses_recorded_choice_then_measures():
+    model, spec = _model(*CASES[2])
+    assert I.engine(model, {**spec, "inference": {"backend": "torch"}}).backend == "torch"
+    assert I.engine(model, {**spec, "inference": {"backend": "onnx"}}).backend == "onnx"
+    choice = I.choose(model, spec, batch=4, rounds=2)
+    assert choice["backend"] in ("torch", "onnx") and set(choice["samples_per_s"]) == {"torch", "onnx"}
+
+
+def test_override_key_validated():
+    assert Inference(backend="onnx").backend == "onnx"
+    with pytest.raises(ValidationError):
+        Inference(backend="tensorrt")
+    with pytest.raises(KdflowError, match="unknown inference backend"):
+        I.engine(*_model(*CASES[0]), backend="tensorrt")
+
+
+def test_non_float_inputs_fall_back_to_eager():
+    model, spec = _model(*CASES[0])
+    assert I.engine(model, {**spec, "input_dtype": "int64"}, "onnx").backend == "eager"
+    assert I.choose(model, {**spec, "input_dtype": "int64"})["backend"] == "eager"
+
+
+def test_interleaved_order_rounds_and_warmup():
+    calls, ticks = [], iter(range(10_000))
+    fns = {k: (lambda k=k: calls.append(k)) for k in ("a", "b", "c")}
+    times = interleaved(fns, rounds=4, warmup=2, calls=1, clock=lambda: next(ticks))
+    assert calls == ["a", "b", "c"] * 6  # warm-up rounds run, in the same interleaved order
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}  # warm-up not recorded
+    assert all(t == 1 for v in times.values() for t in v)  # one clock tick per timed call
+
+
+def test_costs_of_two_models():
+    a, spec = _model(*CASES[0])
+    engines = {"a": I.engine(a, spec, "torch"), "b": I.engine(a, spec, "onnx")}
+    out = costs(engines, {"a": a, "b": a}, spec["input_shape"], repeats=5, batch=8, threads=1)
+    assert set(out) == {"a", "b"} and out["a"]["flops"] == out["b"]["flops"] > 0
+    assert all(v["throughput_per_s"] > 0 and v["latency_p50_ms"] > 0 for v in out.values())
