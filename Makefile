@@ -20,7 +20,7 @@ endif
 # A VISION venv also stamps .installed, so a later plain `make test`/`make demo` does not downgrade torch.
 STAMP := $(VENV)/.installed$(if $(VISION),-vision)
 
-.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods bench-text compile run-local image push registry-set image-test clean
+.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods bench-text compile run-local image push registry-set image-test clean bench-inference
 
 setup: $(STAMP)
 
@@ -77,6 +77,9 @@ bench-hinton: setup
 bench-text: setup
 	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
 	$(PY) benchmarks/text.py $(BENCH_TEXT_ARGS)
+
+bench-inference: setup
+	$(PY) benchmarks/inference_speed.py
 
 bench-methods: setup
 	rm -rf benchmarks/results/tmp/methods-work
