@@ -1,89 +1,105 @@
-"""Inference engine speed: model × backend × batch, samples/s side by side in one run (interleaved
-rounds, median), the backend `auto` chooses, and two copies of one model timed by evaluate's `costs`
-(the same architecture must measure within 10 % of itself). The load average is recorded with results.
+"""Inference speed: each built-in model × backend (eager, engine-torch, onnxruntime) × batch (1, 256).
 
-    python benchmarks/inference_speed.py [--quick]
+Samples/s as the median of interleaved rounds (every round runs each backend once, warm-up rounds not
+recorded, 2 threads), the ratio to eager, and the backend `kdflow.inference.choose` picks (what a
+training stage records in model.json). Honesty check: two copies of one model timed the way evaluate
+times its models (`perf.costs`) must measure within 10 % of each other. Load average goes with results.
+
+    python benchmarks/inference_speed.py [--quick | --dry]     (make bench-inference)
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
-MODELS = {  # name -> spec (Hinton's MNIST teacher/student MLPs, a small conv net with BN, a 1-D conv net)
-    "mlp-1200-1200": {"name": "mlp", "kwargs": {"hidden": [1200, 1200]}, "input_shape": [1, 28, 28]},
-    "mlp-800-800": {"name": "mlp", "kwargs": {"hidden": [800, 800]}, "input_shape": [1, 28, 28]},
-    "cnn2d-bn": {"name": "cnn2d", "kwargs": {"channels": [16, 32], "batchnorm": True}, "input_shape": [1, 28, 28]},
-    "cnn1d": {"name": "cnn1d", "kwargs": {"channels": [32, 32, 32]}, "input_shape": [1, 40]},
+MODELS = {  # name: (arch, kwargs, input shape)
+    "mlp 1200-1200 (Hinton teacher)": ("mlp", {"hidden": [1200, 1200]}, [1, 28, 28]),
+    "mlp 800-800 (Hinton student)": ("mlp", {"hidden": [800, 800]}, [1, 28, 28]),
+    "cnn1d (MNIST-1D ConvBase)": ("cnn1d", {}, [1, 40]),
+    "cnn2d 32-64 + BN": ("cnn2d", {}, [1, 28, 28]),
+    "resnet w16 (teacher)": ("resnet", {"width": 16}, [1, 28, 28]),
 }
-SAME_GOAL = 0.10  # two copies of one model: |ratio - 1| ≤ 10 %
+BATCHES = (1, 256)
+SIZES = {"full": (9, 2), "quick": (5, 1), "dry": (2, 1)}  # (rounds, warm-up rounds)
+TWIN_TOLERANCE = 0.10
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    C.setup()
+def _build(arch: str, kwargs: dict, shape: list[int]):
+    import torch
+
+    from kdflow.models import build_model
+
+    spec = {"name": arch, "kwargs": kwargs, "input_shape": shape, "num_classes": 10, "mean": [0.13], "std": [0.31]}
+    torch.manual_seed(0)
+    return build_model(spec).eval(), spec
+
+
+def run(size: str, results: Path, keep: bool = False) -> dict:
     import numpy as np
     import torch
 
     from kdflow import inference as I
     from kdflow.evaluation.perf import costs, interleaved
-    from kdflow.models import build_model
+    from kdflow.progress import Ticker
 
-    rounds = 5 if args.quick else 15
-    load_before = os.getloadavg()
-    rows, chosen = [], {}
-    for name, base in MODELS.items():
-        spec = base | {"num_classes": 10, "mean": [0.0], "std": [1.0]}
-        torch.manual_seed(0)
-        model = build_model(spec).eval()
-        engines = {"eager": I.eager_engine(model), "torch": I.torch_engine(model, spec),
-                   "onnx": I.onnx_engine(model, spec)}
-        chosen[name] = I.choose(model, spec)
-        for batch in (1, 256):
-            x = torch.randn(batch, *spec["input_shape"])
-            calls = 50 if batch == 1 else 2
-            t = interleaved({k: (lambda e=e: e(x)) for k, e in engines.items()}, rounds, 2, calls)
+    rounds, warmup = SIZES[size]
+    scratch = C.setup()
+    load_before = C.machine()["load_avg_1m"]
+    models = dict(list(MODELS.items())[1:3]) if size == "dry" else MODELS
+    rows, doc_rows, wins = [], [], []
+    ticker = Ticker("inference_speed", total=len(models) * len(BATCHES), unit="cases", every=0)
+    for label, (arch, kwargs, shape) in models.items():
+        model, spec = _build(arch, kwargs, shape)
+        choice = I.choose(model, spec)
+        engines = {b: I.engine(model, spec, b) for b in ("eager", "torch", "onnx")}
+        for batch in BATCHES:
+            x = torch.randn(batch, *shape)
+            calls = 32 if batch == 1 else 1  # batch 1: several calls per timing, less clock noise
+            t = interleaved({k: (lambda e=e, x=x: e(x)) for k, e in engines.items()}, rounds, warmup, calls)
             sps = {k: batch / float(np.median(v)) for k, v in t.items()}
-            for k, v in sps.items():
-                rows.append({"model": name, "backend": k, "batch": batch, "samples_per_s": round(v, 1),
-                             "ratio_vs_eager": round(v / sps["eager"], 2)})
-        print(f"{name}: auto chooses {chosen[name]['backend']}", flush=True)
-    # two copies of one model, timed the way evaluate times baseline vs student
-    spec = MODELS["cnn2d-bn"] | {"num_classes": 10, "mean": [0.0], "std": [1.0]}
-    model = build_model(spec).eval()
-    twin = copy.deepcopy(model)
-    res = costs({"copy-a": I.torch_engine(model, spec), "copy-b": I.torch_engine(twin, spec)},
-                {"copy-a": model, "copy-b": twin}, spec["input_shape"], 100 if args.quick else 300, 256, C.THREADS)
-    same = {m: res["copy-b"][m] / res["copy-a"][m] for m in ("latency_p50_ms", "throughput_per_s")}
-    load_after = os.getloadavg()
+            chosen = choice["backend"]
+            ratio = {k: v / sps["eager"] for k, v in sps.items()}
+            wins.append(ratio[chosen] >= 1.0)
+            rows.append((label, batch, *(f"{sps[k]:,.0f} ({ratio[k]:.2f}×)" for k in ("eager", "torch", "onnx")),
+                         chosen, f"{ratio[chosen]:.2f}×"))
+            doc_rows.append({"model": label, "batch": batch, "samples_per_s": sps, "ratio_to_eager": ratio,
+                             "chosen": chosen, "choice_measurement": choice})
+            ticker.update(1, f"{label} b{batch}")
+    ticker.finish()
 
-    print(f"\n{'model':<15}{'backend':<8}{'batch':>6}{'samples/s':>12}{'× eager':>9}")
-    for r in rows:
-        print(f"{r['model']:<15}{r['backend']:<8}{r['batch']:>6}{r['samples_per_s']:>12,.0f}{r['ratio_vs_eager']:>9.2f}")
-    print(f"\ntwo copies of cnn2d-bn (evaluate's costs): latency p50 ratio {same['latency_p50_ms']:.3f}, "
-          f"throughput ratio {same['throughput_per_s']:.3f} (goal within {SAME_GOAL:.0%}: "
-          f"{'met' if all(abs(v - 1) <= SAME_GOAL for v in same.values()) else 'MISSED'})")
-    print(f"load average (1/5/15 min) before {load_before}, after {load_after}; {C.THREADS} threads")
-    out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "threads": C.THREADS, "rounds": rounds,
-           "load_average_before": load_before, "load_average_after": load_after, "rows": rows,
-           "auto_choice": chosen,
-           "same_model_twice": {"ratios": same, "goal_within": SAME_GOAL, "costs": res,
-                                "met": all(abs(v - 1) <= SAME_GOAL for v in same.values())}}
-    C.RESULTS.mkdir(parents=True, exist_ok=True)
-    path = C.RESULTS / ("inference_speed-quick.json" if args.quick else "inference_speed.json")
-    path.write_text(json.dumps(out, indent=1))
-    print(f"wrote {path}")
+    model, spec = _build(*MODELS["cnn2d 32-64 + BN"])  # two copies, timed as evaluate times its models
+    twin = {k: I.engine(model, spec, "torch") for k in ("copy A", "copy B")}
+    reps = {"full": 200, "quick": 60, "dry": 10}[size]
+    c = costs(twin, {k: model for k in twin}, spec["input_shape"], reps, 256, C.THREADS)
+    gaps = {m: abs(c["copy A"][m] / c["copy B"][m] - 1) for m in ("latency_p50_ms", "throughput_per_s")}
+    twin_ok, chosen_ok = max(gaps.values()) <= TWIN_TOLERANCE, all(wins)
+    load_after = C.machine()["load_avg_1m"]
+    line = (f"Verdict: the chosen backend is ≥ eager on {sum(wins)}/{len(wins)} model×batch rows "
+            f"({C.verdict(chosen_ok)}); two copies of one model measure within "
+            f"{100 * max(gaps.values()):.1f} % of each other (target ≤ 10 %: {C.verdict(twin_ok)}); "
+            f"load average {load_before:.1f} → {load_after:.1f} on {C.machine()['cores']} cores.")
+    return C.finish("inference_speed" if size == "full" else f"inference_speed-{size}", [
+        line,
+        f"### Inference throughput — samples/s (ratio to eager), median of {rounds} interleaved rounds, "
+        f"{C.THREADS} threads",
+        C.table(["model", "batch", "eager (samples/s)", "engine torch (samples/s)", "onnxruntime (samples/s)",
+                 "chosen (auto)", "chosen / eager"], rows),
+        "### Same model twice (evaluate's timing: warm-up, fixed threads, interleaved rounds, median)",
+        C.table(["", "latency p50 (ms, batch 1)", "throughput (samples/s, batch 256)"],
+                [(k, f"{v['latency_p50_ms']:.3f}", f"{v['throughput_per_s']:,.0f}") for k, v in c.items()]
+                + [("gap", f"{100 * gaps['latency_p50_ms']:.1f} %", f"{100 * gaps['throughput_per_s']:.1f} %")]),
+    ], {"size": size, "verdict": line, "rows": doc_rows, "twin": c, "twin_gap": gaps,
+        "load_avg_1m": {"before": load_before, "after": load_after},
+        "targets": {"chosen ≥ eager": chosen_ok, "twin within 10 %": twin_ok}}, C.loaded(), results, scratch, keep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return C.run_main(run, argv, __doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

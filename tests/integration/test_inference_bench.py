@@ -17,7 +17,7 @@ def test_inference_speed_dry(tmp_path):
         doc = inference_speed.run("dry", tmp_path, False)
     finally:
         torch.set_num_threads(threads)
-    saved = json.loads((tmp_path / "inference_speed.json").read_text())
+    saved = json.loads((tmp_path / "inference_speed-dry.json").read_text())
     assert saved["markdown"].startswith("Verdict: ") and saved["machine"]["load_avg_1m"] >= 0
     assert {r["batch"] for r in doc["rows"]} == {1, 256}
     assert all(set(r["samples_per_s"]) == {"eager", "torch", "onnx"} for r in doc["rows"])
