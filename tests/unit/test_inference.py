@@ -83,3 +83,37 @@ def test_costs_of_two_models():
     out = costs(engines, {"a": a, "b": a}, spec["input_shape"], repeats=5, batch=8, threads=1)
     assert set(out) == {"a", "b"} and out["a"]["flops"] == out["b"]["flops"] > 0
     assert all(v["throughput_per_s"] > 0 and v["latency_p50_ms"] > 0 for v in out.values())
+
+
+def test_onnx_int8_static_close_to_fp32_and_judged(tmp_path):
+    """onnxruntime static QDQ int8 of a conv net with BN: logits near fp32, smaller file; the verdict
+    refuses int8 that is not faster or loses more than the budget, and says so."""
+    from kdflow.compress import compare, int8_verdict
+
+    model, spec = _model(*CASES[2])
+    x, y = torch.randn(128, *spec["input_shape"]), torch.randint(0, 5, (128,))
+    res = compare(model, spec["input_shape"], x, y, 5, int8=True, onnx=True, calib=x[:64])
+    assert res["onnx_int8.size_bytes"] < res["onnx.size_bytes"]
+    assert res["onnx_int8.max_abs_dlogit"] < 0.25 * float(model(x).abs().max())
+    assert res["onnx_int8.batch_ms_per_sample"] > 0
+    fast = res | {"onnx.batch_ms_per_sample": 2.0, "onnx_int8.batch_ms_per_sample": 1.0,
+                  "onnx.accuracy": 0.9, "onnx_int8.accuracy": 0.9}
+    assert int8_verdict(fast, 0.01)[0]
+    slow = fast | {"onnx_int8.batch_ms_per_sample": 3.0}
+    ok, words = int8_verdict(slow, 0.01)
+    assert not ok and "not faster" in words
+    lossy = fast | {"onnx_int8.accuracy": 0.85}
+    ok, words = int8_verdict(lossy, 0.01)
+    assert not ok and "budget" in words
+
+
+def test_int8_engine_runs_and_is_never_chosen():
+    model, spec = _model(*CASES[2])
+    x = torch.randn(64, *spec["input_shape"]) * 0.5 + 0.1
+    run = I.int8_engine(model, spec, x)
+    assert run.backend == "onnx-int8"
+    with torch.inference_mode():
+        ref = model(x)
+    out = run(x)
+    assert out.shape == ref.shape and float((out - ref).abs().max()) < 0.5 * float(ref.abs().max())
+    assert I.choose(model, spec, batch=4, rounds=1)["backend"] in ("torch", "onnx")
