@@ -299,6 +299,9 @@ class Compress(Strict):
     int8: bool = Field(True, description="dynamic int8 quantization (Linear layers) in the evaluate stage")
     onnx: bool = Field(True, description="ONNX export + onnxruntime parity check in the evaluate stage")
     opset: int = Field(17, ge=9)
+    int8_accuracy_budget: float = Field(0.01, ge=0, le=1, description="onnxruntime int8 is chosen only when "
+                                        "faster than fp32 and losing at most this accuracy (fraction)")
+    calibration_samples: int = Field(256, ge=1, description="training samples that calibrate int8 ranges")
 
 
 class Inference(Strict):

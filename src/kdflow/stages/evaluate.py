@@ -33,13 +33,18 @@ ROLES = ("teacher", "baseline", "student")
 COMPRESS_COLS = ("accuracy", "size_bytes", "latency_p50_ms", "max_abs_dlogit")
 
 
-def _compression(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg: Params) -> dict[str, float]:
-    from kdflow.compress import compare
+def _compression(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg: Params, data: Path) -> dict[str, float]:
+    """fp32 / int8 / ONNX forms of the student; onnxruntime int8 calibrated on the first training samples
+    and judged (faster and within the accuracy budget, or not chosen)."""
+    from kdflow.compress import compare, int8_verdict
 
     c = cfg.compress
     if not (c.int8 or c.onnx):
         return {}
-    res = compare(model, spec["input_shape"], x, y, cfg.evaluate.latency_repeats, c.int8, c.onnx, c.opset)
+    calib = torch.from_numpy(load_split(data, "train")["x"][:c.calibration_samples]) if c.int8 and c.onnx else None
+    res = compare(model, spec["input_shape"], x, y, cfg.evaluate.latency_repeats, c.int8, c.onnx, c.opset, calib)
+    if "onnx_int8.accuracy" in res:
+        res["onnx_int8.chosen"] = float(int8_verdict(res, c.int8_accuracy_budget)[0])
     return {f"compress.{k}": v for k, v in res.items()}
 
 
@@ -160,7 +165,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
         share = torch.bincount(pred_s, minlength=info["num_classes"]).float() / len(pred_s)
         flat.update({f"student.class_share.{k}": float(v) for k, v in enumerate(share)})
         if info.get("modality") != "text":  # int8/ONNX comparison feeds float inputs
-            flat.update(_compression(models["student"], specs["student"], x, y, cfg))
+            flat.update(_compression(models["student"], specs["student"], x, y, cfg, data))
         gen_dir = _generations(inputs)
         if gen_dir is not None:
             flat.update(_born_again(gen_dir, info, x, y, cfg))
@@ -211,10 +216,17 @@ def _write(tmp: Path, cfg: Params, info: dict, flat: dict, logits: dict, y: torc
               ("Robustness", report.table_html(robust, list(robust[0]))),
               ("Distillation", report.table_html(derived, list(derived[0]))),
               ("Models", report.table_html(provenance(specs), ["model", "architecture", "origin", "source", "sha256"]))]
-    forms = [f for f in ("fp32", "int8", "onnx") if f"compress.{f}.accuracy" in flat]
+    forms = [f for f in ("fp32", "int8", "onnx", "onnx_int8") if f"compress.{f}.accuracy" in flat]
     if forms:
-        comp = [{"student": f, **{c: flat.get(f"compress.{f}.{c}") for c in COMPRESS_COLS}} for f in forms]
-        tables.append(("Compression (student, test split)", report.table_html(comp, ["student", *COMPRESS_COLS])))
+        from kdflow.compress import int8_verdict
+
+        cols = (*COMPRESS_COLS, "batch_ms_per_sample")
+        comp = [{"student": f, **{c: flat.get(f"compress.{f}.{c}") for c in cols}} for f in forms]
+        res = {k.removeprefix("compress."): v for k, v in flat.items() if k.startswith("compress.")}
+        title = "Compression (student, test split)"
+        if "onnx_int8.accuracy" in res:
+            title += " — " + int8_verdict(res, cfg.compress.int8_accuracy_budget)[1]
+        tables.append((title, report.table_html(comp, ["student", *cols])))
     gens = sorted({int(k.split(".")[1][3:]) for k in flat if k.startswith("born_again.gen")})
     if gens:
         cols = ("accuracy", "nll", "ece", "gain_over_parent", "parent_agreement")
