@@ -126,25 +126,15 @@ def int8_engine(model: nn.Module, spec: dict, calib: torch.Tensor, threads: int 
     by `choose`: whether it pays (speed and the accuracy it loses) is for `benchmarks/inference_speed.py`
     and the evaluate stage to show; it is not faster than fp32 for every model on every CPU."""
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from kdflow.compress import export_onnx
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"x": calib[i:i + 32].numpy()} for i in range(0, len(calib), 32)])
-
-        def get_next(self):
-            return next(self.batches, None)
+    from kdflow.compress import export_onnx, quantize_onnx_int8
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or torch.get_num_threads()
     opts.log_severity_level = 3
     with tempfile.TemporaryDirectory(prefix="kdflow-int8-") as tmp:
         fp32 = export_onnx(model, Path(tmp) / "model.onnx", list(spec["input_shape"]))
-        q = Path(tmp) / "model-int8.onnx"
-        quantize_static(str(fp32), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        q = quantize_onnx_int8(fp32, Path(tmp) / "model-int8.onnx", calib.numpy(), batch=32)
         session = ort.InferenceSession(str(q), opts, providers=["CPUExecutionProvider"])
     return Engine(_OrtRun(session), "onnx-int8")
 
