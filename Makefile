@@ -68,16 +68,14 @@ bench-quick: setup benchdeps
 	$(PY) benchmarks/run_all.py --quick
 
 # Hinton et al. 2015 §3 on real MNIST (MNIST_DIR: the four official idx files), ≤ 30 min on 2 cores.
-MNIST_DIR ?= /work/shared/data/mnist
+MNIST_DIR ?= ../shared/data/mnist
 bench-hinton: setup
 	$(PY) benchmarks/hinton_mnist.py --data mnist:$(MNIST_DIR)
 
-# Method × {accuracy, KD gain, time}, 3 seeds, mnist1d + digits: about an hour on 2 cores (two 1-thread runs).
 # SST-2: all-MiniLM-L6-v2 fine-tuned, then distilled (docs/text.md); about 45 min on 2 cores
 bench-text: setup
 	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
 	$(PY) benchmarks/text.py $(BENCH_TEXT_ARGS)
-
 
 # Inference engine: model × backend × batch samples/s, auto's choice, two copies of one model timed alike.
 bench-inference: setup
