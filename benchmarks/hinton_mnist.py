@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
-MNIST = "/work/shared/data/mnist"
+MNIST = str(C.ROOT.parent / "shared" / "data" / "mnist")  # ../shared beside the checkout
 PAPER = {"teacher": 67, "baseline": 146, "student": 74}  # test errors of 10,000, Hinton et al. 2015 §3
 ROLES = {"teacher": "teacher.train", "baseline": "student.train", "student": "distill.train"}
 SIZES = {  # seeds, epochs (teacher, baseline, student) scale, overrides
