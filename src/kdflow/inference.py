@@ -36,7 +36,7 @@ def is_tensor_model(model: nn.Module, spec: dict) -> bool:
     """Float-tensor inputs and a Python network: what the torch/onnx backends can take."""
     from kdflow.models.programs import ProgramNet
 
-    return (str(spec.get("input_dtype", "float32")).startswith("float")
+    return (spec.get("modality") != "text" and str(spec.get("input_dtype", "float32")).startswith("float")
             and not isinstance(getattr(model, "net", None), ProgramNet) and "input_shape" in spec)
 
 

@@ -66,6 +66,8 @@ def test_non_float_inputs_fall_back_to_eager():
     model, spec = _model(*CASES[0])
     assert I.engine(model, {**spec, "input_dtype": "int64"}, "onnx").backend == "eager"
     assert I.choose(model, {**spec, "input_dtype": "int64"})["backend"] == "eager"
+    # text specs name their modality (token ids: random floats would index out of the vocabulary)
+    assert I.choose(model, {**spec, "modality": "text"})["backend"] == "eager"
 
 
 def test_interleaved_order_rounds_and_warmup():
