@@ -34,6 +34,24 @@ MODES = {  # key: (what, stage, overrides)
 }
 
 
+def _step(loss, opt, sched) -> None:
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if sched is not None:
+        sched.step()
+
+
+def _validate(model, xv, yv) -> None:
+    """A validation pass, as the stages run one per epoch."""
+    import torch
+    model.eval()
+    with torch.inference_mode():
+        correct = sum(int((model(xv[i:i + 1024]).argmax(1) == yv[i:i + 1024]).sum())
+                      for i in range(0, len(yv), 1024))
+    assert 0 <= correct <= len(yv)
+
+
 def lightning_epochs(raw: dict, key: str, data: Path, teacher: Path, store: Path, work: Path,
                      clock: C.CpuClock) -> dict[str, list[float]]:
     _, name, overrides = MODES[key]
@@ -83,17 +101,8 @@ def plain_epochs(raw: dict, data: Path, epochs: int) -> dict[str, list[float]]:
         order = torch.randperm(len(y), generator=g)
         for i in range(steps):
             idx = order[i * t.batch_size:(i + 1) * t.batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-        model.eval()
-        with torch.inference_mode():
-            correct = sum(int((model(xv[i:i + 1024]).argmax(1) == yv[i:i + 1024]).sum())
-                          for i in range(0, len(yv), 1024))
-        assert 0 <= correct <= len(yv)
+            _step(F.cross_entropy(model(x[idx]), y[idx]), opt, sched)
+        _validate(model, xv, yv)
         ends.append((time.perf_counter(), time.process_time()))
     # from the end of epoch 1 on, as the Lightning gaps: the warm-up epoch never counts
     return {kind: [b[i] - a[i] for a, b in zip(ends[1:], ends[2:])] for i, kind in enumerate(("wall", "cpu"))}
@@ -147,16 +156,8 @@ def plain_child(params: Path, data: Path, stage: str, epochs: int, store: Path |
             else:
                 d = cfg.distill
                 loss = sum(kd_terms(logits, table[ids[idx]], y[idx], d.temperature, d.alpha).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-        model.eval()
-        with torch.inference_mode():
-            correct = sum(int((model(xv[i:i + 1024]).argmax(1) == yv[i:i + 1024]).sum())
-                          for i in range(0, len(yv), 1024))
-        assert 0 <= correct <= len(yv)
+            _step(loss, opt, sched)
+        _validate(model, xv, yv)
         ends.append(time.perf_counter())
     torch.save(model.state_dict(), out)
     return {"epochs": [b - a for a, b in zip(ends[1:], ends[2:])]}
