@@ -113,7 +113,7 @@ def instrumentation_cost(n: int = 20_000) -> dict:
     number the machine's load cannot blur the way it blurs the with/without HTTP comparison."""
     import numpy as np
 
-    from kdflow.serving.metrics import ServerMetrics, VersionMetrics
+    from kdflow.serving.server_metrics import ServerMetrics, VersionMetrics
 
     m = ServerMetrics()
     classes = [str(i) for i in range(10)]

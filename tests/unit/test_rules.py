@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from kdflow.monitoring import rules
-from kdflow.monitoring.metrics import ControllerMetrics
-from kdflow.serving.metrics import ServerMetrics
+from kdflow.monitoring.controller_metrics import ControllerMetrics
+from kdflow.serving.server_metrics import ServerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "manifests" / "monitoring" / "tests" / "kdflow.rules.test.yml"

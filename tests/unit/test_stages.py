@@ -99,8 +99,8 @@ def test_register_sets_aliases_and_gates_on_retention(pipeline, tmp_path):
 def test_distill_online_equals_offline_without_augmentation(pipeline, prepared):
     """The online teacher reproduces the cached logits, so the loss matches (float16 storage aside)."""
     from kdflow.lit.modules import DistillModule
+    from kdflow.logit_store import lookup_table
     from kdflow.models import build_model
-    from kdflow.soft_targets import lookup_table
 
     p, _ = pipeline
     cfg = tiny_cfg()

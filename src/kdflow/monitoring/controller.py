@@ -34,9 +34,9 @@ from starlette.routing import Route
 from kdflow import tracking
 from kdflow.monitoring import champion
 from kdflow.monitoring.alertmanager import BadPayload, firing_alerts
+from kdflow.monitoring.controller_metrics import ControllerMetrics
 from kdflow.monitoring.decision import Alert, Decision, Evidence, Policy, State, after, decide, observe
 from kdflow.monitoring.events import EventRecorder
-from kdflow.monitoring.metrics import ControllerMetrics
 from kdflow.monitoring.prom import Prometheus, PrometheusError
 from kdflow.redact import install_log_filter, redact
 from kdflow.serving.config import add_limit_args, split_limits

@@ -32,7 +32,7 @@ from kdflow.serving.batcher import MicroBatcher
 from kdflow.serving.config import ServeConfig, parse_args
 from kdflow.serving.feedback import FeedbackStore, Prediction
 from kdflow.serving.limits import run_uvicorn, uvicorn_config
-from kdflow.serving.metrics import NullMetrics, ServerMetrics, VersionMetrics
+from kdflow.serving.server_metrics import NullMetrics, ServerMetrics, VersionMetrics
 from kdflow.serving.shadow import ShadowRunner
 from kdflow.serving.source import Loader, Served, parse_source
 from kdflow.serving.swap import Swapper

@@ -19,8 +19,8 @@ from kdflow.data.module import has_split, is_streaming, load_info, split_ids
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
 from kdflow.lit.modules import DistillModule
+from kdflow.logit_store import MANIFEST, MappedTable, count_missing, lookup_table
 from kdflow.models import build_model, load_model
-from kdflow.soft_targets import MANIFEST, MappedTable, count_missing, lookup_table
 from kdflow.stages.common import check_classes, initial_model, need, seed_all, train_and_save
 
 

@@ -20,8 +20,8 @@ import torch
 from kdflow import tracking
 from kdflow.config import Params
 from kdflow.data.module import load_info, load_split
-from kdflow.evaluation import metrics as M
 from kdflow.evaluation import perf, report
+from kdflow.evaluation import quality as M
 from kdflow.evaluation.summary import verdict
 from kdflow.inference import engine
 from kdflow.io import atomic_dir, write_json

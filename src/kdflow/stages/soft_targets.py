@@ -20,9 +20,9 @@ from kdflow.data.module import has_split, is_streaming, load_info, load_split, s
 from kdflow.errors import KdflowError
 from kdflow.inference import engine
 from kdflow.io import atomic_dir, sha256_file
+from kdflow.logit_store import StoreWriter
 from kdflow.models import load_model
 from kdflow.progress import Ticker
-from kdflow.soft_targets import StoreWriter
 from kdflow.stages.common import check_classes, need
 
 
