@@ -146,7 +146,7 @@ def test_mean_logits_combiner_by_hand():
 
 
 def test_registries_list_every_method():
-    assert set(LOSSES) == {"kd", "dkd"} and set(FEATURE_LOSSES) == {"hint", "attention"}
+    assert set(LOSSES) == {"kd", "dkd"} and set(FEATURE_LOSSES) == {"hint", "attention", "attention_probs"}
     assert set(COMBINERS) == {"mean_prob", "mean_logits"}
 
 

@@ -109,7 +109,7 @@ class DistillModule(ClassifierModule):
 
     def __init__(self, model: nn.Module, cfg: Distill, seed: int = 0, table: torch.Tensor | None = None,
                  teacher: nn.Module | None = None, teacher_weights: list[float] | None = None,
-                 input_shape: list[int] | None = None, combine: str = "mean_prob"):
+                 input_shape: list[int] | None = None, combine: str = "mean_prob", text: dict | None = None):
         super().__init__(model, cfg.train, seed)
         self.cfg = cfg
         entry = LOSSES.get_entry(cfg.loss)
@@ -132,7 +132,8 @@ class DistillModule(ClassifierModule):
                 raise KdflowError("distill.features need the teacher model: its features are computed online")
             if input_shape is None:
                 raise KdflowError("distill.features need the input shape for the adapter shape probe")
-            self.features = FeatureDistiller(model, self.teacher, cfg.features, input_shape)
+            self.features = FeatureDistiller(model, self.teacher, cfg.features, input_shape, text)
+        self.pad_id = int(text["pad_id"]) if text else None  # text batches: feature losses skip padding
 
     def on_fit_start(self) -> None:
         if self.table is not None:
@@ -150,7 +151,7 @@ class DistillModule(ClassifierModule):
         d = self.cfg
         terms = self.loss_fn(logits, self.teacher_logits(x, ids), y, d.temperature, d.alpha, self.loss_params)
         if self.features is not None:
-            terms |= self.features()
+            terms |= self.features(None if self.pad_id is None else x != self.pad_id)
         return terms
 
     def on_fit_end(self) -> None:

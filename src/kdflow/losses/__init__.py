@@ -3,11 +3,12 @@
 Output losses (`distill.loss`): fn(student_logits, teacher_logits, y, temperature, alpha, params) ->
 {term: tensor}, already weighted; a multi-teacher store reaches them combined by `ensemble.combine`.
 Feature losses (`distill.features[].method`): fn(student_feature, teacher_feature, params) -> scalar,
-registered with `adapter` (a shape mismatch is bridged by a trained adapter) and `conv_only`.
+registered with `adapter` (a shape mismatch is bridged by a trained adapter), `conv_only`, `output` (which
+element of a tuple output is read), `token_mask` (fn takes `mask=`: padding left out) and `check`.
 Importing this package registers every loss below; a new loss is one module + its import here.
 """
 
-from kdflow.losses import attention, dkd, ensemble, hint, kd  # noqa: F401  (registration on import)
+from kdflow.losses import attention, attention_probs, dkd, ensemble, hint, kd  # noqa: F401  (registration on import)
 from kdflow.losses.registry import (
     COMBINERS,
     FEATURE_LOSSES,

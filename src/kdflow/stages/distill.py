@@ -76,7 +76,8 @@ def build_module(cfg: Params, inputs: dict[str, Path], info: dict, spec: dict, t
     if d.features:
         source["features"] = [p.model_dump() for p in d.features]
     module = DistillModule(student, d, seed, table=table, teacher=teacher, teacher_weights=weights,
-                           input_shape=list(spec["input_shape"]), combine=cfg.ensemble.combine)
+                           input_shape=list(spec["input_shape"]), combine=cfg.ensemble.combine,
+                           text=spec.get("text"))
     return module, source
 
 
