@@ -104,9 +104,29 @@ class TextData(Strict):
     test: str | None = Field(None, description="a predefined labeled test split (e.g. GLUE dev), same columns")
     test_column: str | None = Field(None, description="the test source's text column, if named otherwise")
     mask_copies: int = Field(0, ge=0, le=20, description="transfer-set augmentation (Tang et al. 2019): this "
-                             "many copies of each train sample with tokens masked, added to the transfer split "
-                             "unlabeled (the teacher labels them)")
-    mask_prob: float = Field(0.1, gt=0, lt=1, description="mask_copies: chance that a token becomes [MASK]")
+                             "many augmented copies of each train sample (tokens masked with mask_prob, cut to an "
+                             "n-gram with ngram_prob), added to the transfer split unlabeled (the teacher labels them)")
+    mask_prob: float = Field(0.1, ge=0, lt=1, description="mask_copies: chance that a token becomes [MASK]")
+    ngram_prob: float = Field(0.0, ge=0, le=1, description="mask_copies: chance that a copy is cut to a random "
+                              "n-gram of its words, n uniform in 1..ngram_max (Tang et al.'s p_ng)")
+    ngram_max: int = Field(5, ge=1, le=64, description="ngram_prob: the longest n-gram, in words")
+    student_tokenizer: str | None = Field(None, description="a student with its own vocabulary: a local tokenizer "
+                                          "dir; prepare tokenizes the same texts with it too (dataset student/)")
+    student_vocab: int | None = Field(None, ge=100, le=1_000_000, description="a student with its own vocabulary: "
+                                      "train a tokenizer of the teacher's kind with this many tokens on the train "
+                                      "texts in prepare")
+
+    @model_validator(mode="after")
+    def _augment_changes_something(self) -> TextData:
+        if self.mask_copies and not (self.mask_prob or self.ngram_prob):
+            raise ValueError("data.text.mask_copies needs mask_prob > 0 or ngram_prob > 0 (else the copies are "
+                             "the train samples again)")
+        if self.student_tokenizer and self.student_vocab:
+            raise ValueError("data.text: set student_tokenizer (a dir) or student_vocab (train one), not both")
+        if self.ngram_prob and self.pair_column:
+            raise ValueError("data.text.ngram_prob: n-gram sampling is for single-sentence tasks (a cut pair "
+                             "loses its second sentence); use mask_prob for pairs")
+        return self
 
 
 class Data(Strict):

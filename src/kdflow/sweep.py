@@ -112,12 +112,13 @@ def points(sweep) -> list[dict[str, float]]:
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     from kdflow import tracking
     from kdflow.data.module import KDDataModule, load_info
+    from kdflow.data.text import for_student
     from kdflow.io import atomic_dir, write_json
     from kdflow.lit.fit import fit
     from kdflow.stages.common import initial_model, need, seed_all
     from kdflow.stages.distill import build_module, offline_table
 
-    data, store = need(inputs, "data", "sweep"), need(inputs, "soft_targets", "sweep")
+    data, store = for_student(need(inputs, "data", "sweep")), need(inputs, "soft_targets", "sweep")
     out = need(outputs, "sweep", "sweep")
     if cfg.soft_targets.mode != "offline":
         raise KdflowError("kdflow sweep reuses cached soft targets: it needs soft_targets.mode: offline "

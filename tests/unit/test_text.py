@@ -304,3 +304,76 @@ def test_onnx_export_takes_ids_of_any_length_with_the_tokenizer_beside_it(tmp_pa
     x = torch.tensor([[2, 10, 11, 12, 13, 3], [2, 14, 3, 0, 0, 0]])
     got = onnx_session(tmp_path / "onnx" / "model.onnx").run(None, {"input_ids": x.numpy()})[0]
     np.testing.assert_allclose(got, model(x).detach().numpy(), atol=1e-4)
+
+
+def test_ngram_sampling_cuts_copies_to_whole_word_ngrams_that_the_teacher_labels(tmp_path, hf):
+    from kdflow.stages import soft_targets, train_teacher
+
+    csv = write_csv(tmp_path / "d.csv", 60)
+    cfg = cfg_for(tmp_path, hf, f"csv:{csv}", val_size=10, test_size=10)
+    cfg.data.text.mask_copies, cfg.data.text.mask_prob, cfg.data.text.ngram_prob = 3, 0.0, 1.0
+    cfg.data.text.ngram_max = 3
+    data, info = prep(tmp_path, cfg)
+    train, tr = read_split(data, "train"), read_split(data, "transfer")
+    assert info["counts"]["transfer"] == 3 * 40 and (tr["y"] == -1).all()
+    words = [t.split() for t in split_texts(data, "train")[0]] * 3
+    cut = split_texts(data, "transfer")[0]
+    for i, (w, c) in enumerate(zip(words, cut)):
+        got = c.replace("[CLS]", "").replace("[SEP]", "").split()
+        assert 1 <= len(got) <= 3 and any(w[j:j + len(got)] == got for j in range(len(w))), (w, c)
+        ids = tr["tokens"][tr["offsets"][i]:tr["offsets"][i + 1]]
+        assert ids[0] == 2 and ids[-1] == 3  # each cut keeps its own [CLS] ... [SEP]
+    assert (np.diff(tr["offsets"]) <= np.tile(np.diff(train["offsets"]), 3)).all()
+    # with p_ng = 0.5 and masking, about half the copies are cut and masks appear in the rest
+    cfg.data.text.ngram_prob, cfg.data.text.mask_prob = 0.5, 0.2
+    data, _ = prep(tmp_path, cfg)
+    tr = read_split(data, "transfer")
+    shorter = np.diff(tr["offsets"]) < np.tile(np.diff(train["offsets"]), 3)
+    assert 0.3 < shorter.mean() < 0.8 and (tr["tokens"] == 4).any()
+    # the teacher labels the new samples: the transfer split goes through soft targets like any other
+    teacher, store = tmp_path / "teacher", tmp_path / "st"
+    train_teacher.run(cfg, {"data": data}, {"model": teacher})
+    soft_targets.run(cfg, {"data": data, "teacher": teacher}, {"soft_targets": store})
+    from kdflow.logit_store import count_missing, lookup_table
+
+    assert count_missing(lookup_table(store), tr["id"]) == 0
+    raw = text_params(tmp_path, csv, hf, {"source": {"uri": str(hf)}})
+    raw["data"]["text"].update(mask_copies=2, mask_prob=0.0)
+    with pytest.raises(KdflowError, match="mask_prob > 0 or ngram_prob > 0"):
+        validate(raw)
+    raw["data"]["text"].update(ngram_prob=0.5, pair_column="other")
+    with pytest.raises(KdflowError, match="single-sentence tasks"):
+        validate(raw)
+
+
+def test_a_student_vocabulary_tokenizes_the_same_samples_by_id(tmp_path, hf):
+    from transformers import AutoTokenizer
+
+    from kdflow.data.text import for_student
+
+    csv = write_csv(tmp_path / "d.csv", 60)
+    cfg = cfg_for(tmp_path, hf, f"csv:{csv}", val_size=10, test_size=10)
+    cfg.data.text.student_vocab, cfg.data.text.mask_copies, cfg.data.text.ngram_prob = 120, 1, 0.5
+    data, info = prep(tmp_path, cfg)
+    view = for_student(data)
+    assert view == data / "student" and for_student(view) == view
+    sinfo = load_info(view)
+    assert sinfo["tokenizer"]["vocab_size"] != info["tokenizer"]["vocab_size"] and sinfo["hash"] != info["hash"]
+    assert info["student_tokenizer"]["vocab_size"] == sinfo["tokenizer"]["vocab_size"]
+    stok = AutoTokenizer.from_pretrained(str(view / "tokenizer"))
+    for split in ("train", "val", "test", "transfer"):
+        t, s = read_split(data, split), read_split(view, split)
+        assert np.array_equal(t["id"], s["id"]) and np.array_equal(t["y"], s["y"])
+        texts = split_texts(view, split)[0]
+        for i in (0, len(texts) - 1):  # the student's ids are its own tokenizer's encoding of the same text
+            ids = s["tokens"][s["offsets"][i]:s["offsets"][i + 1]].tolist()
+            if split != "transfer":
+                assert ids == stok(texts[i])["input_ids"]
+            assert "[CLS]" not in stok.decode(ids[1:-1])  # augmented copies: no doubled special tokens
+    # the masked/cut copies keep [MASK] as the student's own mask token
+    tr = read_split(view, "transfer")
+    assert (tr["tokens"] == stok.mask_token_id).any() or cfg.data.text.mask_prob == 0
+    raw = text_params(tmp_path, csv, hf, {"source": {"uri": str(hf)}})
+    raw["data"]["text"].update(student_vocab=500, student_tokenizer=str(hf))
+    with pytest.raises(KdflowError, match="not both"):
+        validate(raw)

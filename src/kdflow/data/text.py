@@ -29,6 +29,7 @@ from kdflow.errors import KdflowError
 
 KINDS = ("csv", "tsv", "jsonl", "parquet", "datasets")
 TOKENIZER_DIR = "tokenizer"
+STUDENT_VIEW = "student"  # the splits in the student's own tokenization, a dataset dir of its own
 MODALITY = "text"
 
 
@@ -296,7 +297,59 @@ def mask_copies(tokens: np.ndarray, offsets: np.ndarray, copies: int, prob: floa
     return out.astype(np.int32), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
+def ngram_copies(tokens: np.ndarray, offsets: np.ndarray, word_ids: list[list[int | None]], copies: int,
+                 prob: float, max_n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`copies` copies of every sample, each cut with chance `prob` to a random n-gram of its words (n uniform in
+    1..max_n, Tang et al. 2019): the tokens of words start..start+n-1 between the sample's own special tokens
+    (`word_ids[i][j]` is None for a special token). Whole words, so a word piece never starts a sample."""
+    rng = np.random.default_rng(seed)
+    out, lengths = [], []
+    for _ in range(copies):
+        for i, words in enumerate(word_ids):
+            ids = tokens[offsets[i]:offsets[i + 1]]
+            if len(words) != len(ids):
+                raise KdflowError(f"n-gram sampling: sample {i} re-tokenizes to {len(words)} tokens, stored {len(ids)}")
+            n_words = 1 + max((w for w in words if w is not None), default=-1)
+            if n_words and rng.random() < prob:
+                n = min(int(rng.integers(1, max_n + 1)), n_words)
+                lo = int(rng.integers(0, n_words - n + 1))
+                keep = np.array([w is None or lo <= w < lo + n for w in words])
+                ids = ids[keep]
+            out.append(ids)
+            lengths.append(len(ids))
+    return (np.concatenate(out).astype(np.int32) if out else np.zeros(0, np.int32),
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+
+def plain_texts(tok, tokens: np.ndarray, offsets: np.ndarray, pair: bool) -> tuple[list[str], list[str] | None]:
+    """Ids decoded back to text without the tokenizer's own [CLS]/[SEP]/padding (segments split at [SEP]), for
+    another tokenizer to encode; [MASK] stays a token."""
+    drop = {tok.cls_token_id, tok.pad_token_id, tok.bos_token_id} - {None}
+    a, b = [], []
+    for i in range(len(offsets) - 1):
+        segs, cur = [], []
+        for t in tokens[offsets[i]:offsets[i + 1]].tolist():
+            if t == tok.sep_token_id or t == tok.eos_token_id:
+                segs.append(cur)
+                cur = []
+            elif t not in drop:
+                cur.append(t)
+        segs = [s for s in [*segs, cur] if s] + [[], []]
+        a.append(tok.decode(segs[0]).strip())
+        b.append(tok.decode(segs[1]).strip())
+    return a, (b if pair else None)
+
+
 # ---------------------------------------------------------------- reading prepared splits
+
+
+def for_student(data_dir: str | Path) -> Path:
+    """The dataset a student's stages read: the student tokenization (`student/`) when prepare wrote one."""
+    from kdflow.data.module import load_info
+
+    view = load_info(data_dir).get("student_view")
+    return Path(data_dir) / view if view else Path(data_dir)
+
 
 
 def read_split(data_dir: str | Path, split: str) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ import torch
 
 from kdflow.config import Params
 from kdflow.data.module import has_split, load_info, load_split
+from kdflow.data.text import for_student
 from kdflow.io import atomic_dir, sha256_file, write_json
 from kdflow.lit.modules import DistillModule
 from kdflow.models import build_model, load_model
@@ -44,7 +45,7 @@ def _val_acc(model: torch.nn.Module, val: dict) -> float:
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
-    data, gen0 = need(inputs, "data", "born_again"), need(inputs, "teacher", "born_again")
+    data, gen0 = for_student(need(inputs, "data", "born_again")), need(inputs, "teacher", "born_again")
     out = need(outputs, "generations", "born_again")
     info = load_info(data)
     model, spec0 = load_model(gen0)

@@ -97,9 +97,11 @@ def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule
 
 def train_on_labels(cfg: Params, stage: str, role: str, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     """A model of `cfg.<role>` trained on hard labels: the teacher, and the student as the no-KD baseline."""
+    from kdflow.data.text import for_student
     from kdflow.lit.modules import ClassifierModule
 
     data = need(inputs, "data", stage)
+    data = data if role == "teacher" else for_student(data)
     section = getattr(cfg, "teacher" if role == "teacher" else "student")
     seed_all(cfg.seed)
     model, spec = initial_model(section, load_info(data), role)

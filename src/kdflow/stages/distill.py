@@ -16,6 +16,7 @@ import torch
 
 from kdflow.config import Params
 from kdflow.data.module import has_split, is_streaming, load_info, split_ids
+from kdflow.data.text import for_student
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
 from kdflow.lit.modules import DistillModule
@@ -53,6 +54,10 @@ def build_module(cfg: Params, inputs: dict[str, Path], info: dict, spec: dict, t
     seed = cfg.seed if seed is None else seed
     teacher = None
     online = cfg.soft_targets.mode == "online"
+    if (online or d.features) and info.get("view"):
+        raise KdflowError("the student has its own vocabulary (data.text.student_tokenizer/student_vocab): "
+                          f"{'soft_targets.mode: online' if online else 'distill.features'} would run the teacher on "
+                          "the student's token ids; use cached soft targets (offline) without feature terms")
     if online or d.features:
         teacher_dir = need(inputs, "teacher", "distill")
         teacher, tspec = load_model(teacher_dir)
@@ -82,7 +87,7 @@ def build_module(cfg: Params, inputs: dict[str, Path], info: dict, spec: dict, t
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
-    data = need(inputs, "data", "distill")
+    data = for_student(need(inputs, "data", "distill"))
     if cfg.distill.from_sweep:
         from kdflow.sweep import apply_best
 

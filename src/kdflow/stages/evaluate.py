@@ -20,6 +20,7 @@ import torch
 from kdflow import tracking
 from kdflow.config import Params
 from kdflow.data.module import load_info, load_split
+from kdflow.data.text import for_student
 from kdflow.evaluation import perf, report
 from kdflow.evaluation import quality as M
 from kdflow.evaluation.summary import verdict
@@ -127,6 +128,9 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     out_dir = need(outputs, "metrics", "evaluate")
     test = load_split(data, "test")
     x, y = torch.from_numpy(test["x"]), torch.from_numpy(test["y"])
+    # a student with its own vocabulary (and its no-KD twin) reads the same test sentences in its own ids
+    s_data = for_student(data)
+    s_x = torch.from_numpy(load_split(s_data, "test")["x"]) if s_data != data else x
     torch.manual_seed(cfg.seed)
     flat: dict[str, float] = {}
     logits, curves, specs, models, engines = {}, {}, {}, {}, {}
@@ -138,7 +142,9 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             check_classes(spec, info, f"{role} {path}")
             engines[role] = engine(model, spec, cfg.inference.backend, threads=cfg.evaluate.threads)
             if info.get("modality") == "text":
-                res, logits[role] = evaluate_text_model(model, spec, x, y, cfg, data, info)
+                d = data if role == "teacher" else s_data
+                res, logits[role] = evaluate_text_model(model, spec, x if d == data else s_x, y, cfg, d,
+                                                        load_info(d))
             else:
                 res, logits[role] = evaluate_model(model, spec, x, y, cfg, engines[role])
             models[role] = model
@@ -168,7 +174,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             flat.update(_compression(models["student"], specs["student"], x, y, cfg, data))
         gen_dir = _generations(inputs)
         if gen_dir is not None:
-            flat.update(_born_again(gen_dir, info, x, y, cfg))
+            flat.update(_born_again(gen_dir, info, s_x, y, cfg))
         tracking.log_metrics(flat)
         with atomic_dir(out_dir) as tmp:
             _write(tmp, cfg, info, flat, logits, y, curves, specs)

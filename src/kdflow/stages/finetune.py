@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kdflow.config import Params
 from kdflow.data.module import load_info
+from kdflow.data.text import for_student
 from kdflow.io import atomic_dir
 from kdflow.lit.modules import ClassifierModule
 from kdflow.models import load_model
@@ -14,7 +15,7 @@ from kdflow.stages.common import check_classes, ckpt_dir_for, need, seed_all, tr
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
-    data, student = need(inputs, "data", "finetune"), need(inputs, "student", "finetune")
+    data, student = for_student(need(inputs, "data", "finetune")), need(inputs, "student", "finetune")
     model, spec = load_model(student)
     check_classes(spec, load_info(data), f"student {student}")
     t = cfg.finetune.train
