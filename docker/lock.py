@@ -1,5 +1,5 @@
-"""Write docker/requirements.txt: kdflow's runtime dependency closure (from pyproject.toml, the source of
-truth even when the editable install's metadata is older) pinned to the versions installed in this
+"""Write docker/requirements.txt: kdflow's runtime dependency closure with the EXTRAS below (from pyproject.toml,
+the source of truth even when the editable install's metadata is older) pinned to the versions installed in this
 environment, the one the tests ran against, each with the sha256 of every file the index has for that
 version (pip's hash-checking mode, as `pip-compile --generate-hashes` writes it). Usage:
 python docker/lock.py [OUT]  (reads the package index: PyPI's JSON simple API, PEP 691)"""
@@ -20,6 +20,8 @@ from packaging.utils import parse_sdist_filename, parse_wheel_filename
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 INDEX = "https://pypi.org/simple"
+# extras the image carries: `text` so the one image serves (and trains) text models too
+EXTRAS = ("text",)
 # torch's CPU build is not on PyPI (the PyTorch CPU index is): its hashes come from wheels on disk
 LOCAL_WHEELS = [Path("/opt/wheels"), Path(__file__).with_name("wheelhouse")]
 
@@ -67,7 +69,9 @@ def hashes(name: str, version: str) -> list[str]:
 
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("requirements.txt"))
-    pins = sorted(closure(tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]).items())
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    roots = project["dependencies"] + [r for e in EXTRAS for r in project["optional-dependencies"][e]]
+    pins = sorted(closure(roots).items())
     with ThreadPoolExecutor(16) as pool:
         found = list(pool.map(lambda p: hashes(*p), pins))
     missing = [f"{n}=={v}" for (n, v), h in zip(pins, found) if not h]
