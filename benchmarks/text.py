@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, TMP, load_profile, pipeline, quiet_training, setup  # noqa: E402
 
 LAYERS = [1, 4]  # 2 of the teacher's 6 layers
+SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"  # ../shared beside the checkout
 
 
 def teacher_dir() -> Path:
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-limit", type=int, default=None, help="labeled SST-2 train sentences (profile default)")
     ap.add_argument("--transfer", type=int, default=None, help="unlabeled transfer sentences (profile default)")
     ap.add_argument("--skip-layers", action="store_true", help="only the text-bert student")
+    ap.add_argument("--data", type=Path, default=SST2, help="the SST-2 dir (train.tsv, dev.tsv); default "
+                    "../shared/data/sst2 beside the checkout")
     ap.add_argument("--reuse-work", type=Path, default=None,
                     help="an earlier run's work dir (benchmarks/results/tmp/bench-*): its prepared data, teacher and "
                     "soft targets are reused, and a finished student pipeline (metrics/) is read, not rerun")
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     raw = quiet_training(load_profile("text-sst2"))
     raw["data"]["text"]["tokenizer"] = str(enc)
     raw["teacher"]["init_from"]["uri"] = str(enc)
+    raw["data"]["source"] = f"tsv:{args.data / 'train.tsv'}"  # the profile's paths are relative to the checkout
+    raw["data"]["text"]["test"] = f"tsv:{args.data / 'dev.tsv'}"
     if args.train_limit:
         raw["data"]["train_limit"] = args.train_limit
     if args.transfer is not None:

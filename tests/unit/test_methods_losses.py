@@ -168,7 +168,8 @@ def test_unknown_names_and_bad_params_fail_when_params_load():
         tiny_cfg(distill__loss="dkd", distill__loss_params={"nckdd": 2})
     with pytest.raises(KdflowError, match="distill.loss 'dkd' params: nckd: Input should be greater"):
         tiny_cfg(distill__loss="dkd", distill__loss_params={"nckd": -1})
-    with pytest.raises(KdflowError, match="unknown distill.features method 'crd'; allowed: attention, attention_probs, hint"):
+    with pytest.raises(KdflowError,
+                       match="unknown distill.features method 'crd'; allowed: attention, attention_probs, hint"):
         tiny_cfg(distill__features=[{"method": "crd", "student": "a", "teacher": "b"}])
     with pytest.raises(KdflowError, match="'attention' params: p: Input should be greater than 0"):
         tiny_cfg(distill__features=[{"method": "attention", "student": "a", "teacher": "b", "params": {"p": 0}}])

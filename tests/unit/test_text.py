@@ -377,3 +377,22 @@ def test_a_student_vocabulary_tokenizes_the_same_samples_by_id(tmp_path, hf):
     raw["data"]["text"].update(student_vocab=500, student_tokenizer=str(hf))
     with pytest.raises(KdflowError, match="not both"):
         validate(raw)
+
+
+def test_onnx_export_of_an_imported_hugging_face_teacher(tmp_path, hf):
+    """The imported teacher (`hf-text:`, rebuilt from its config) exports like a registry text model."""
+    from kdflow.compress import main as compress_main
+    from kdflow.compress import onnx_session
+    from kdflow.models import save_model
+    from kdflow.stages.common import attach_tokenizer
+
+    data, info = text_info(tmp_path, hf)
+    model, spec, _ = import_model(ModelSource(uri=str(hf)), info, "teacher")
+    save_model(model, tmp_path / "m", spec)
+    attach_tokenizer(tmp_path / "m", data)
+    assert compress_main(["--model", str(tmp_path / "m"), "--out", str(tmp_path / "onnx")]) == 0
+    doc = json.loads((tmp_path / "onnx" / "compress.json").read_text())
+    assert doc["onnx_max_abs_dlogit"] < 1e-4 and (tmp_path / "onnx" / "tokenizer" / "tokenizer.json").is_file()
+    x = torch.tensor([[2, 10, 11, 12, 13, 3, 0, 0, 0], [2, 14, 3, 0, 0, 0, 0, 0, 0]])
+    got = onnx_session(tmp_path / "onnx" / "model.onnx").run(None, {"input_ids": x.numpy()})[0]
+    np.testing.assert_allclose(got, model(x).detach().numpy(), atol=1e-4)
