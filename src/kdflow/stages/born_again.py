@@ -70,7 +70,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             table = None if online else _table(model, x, ids, cfg.soft_targets.batch_size)
             module = DistillModule(build_model(spec), d, seed, table=table,
                                    teacher=model if online or d.features else None,
-                                   input_shape=list(spec["input_shape"]))
+                                   input_shape=list(spec["input_shape"]), text=spec0.get("text"))
             lineage = {"born_again": {"generation": k, "parent": f"gen-{k - 1}", "gen0": str(gen0)},
                        "teacher_hash": sha256_file(parent / "model.pt")}
             res = train_and_save(cfg, "born_again", "student", module, spec, d.train, data,
