@@ -10,7 +10,11 @@ Backends (all under `torch.inference_mode`, raw inputs in, float32 logits out):
 
 `auto` picks between torch and onnx by a short measurement (interleaved rounds, median), taken when a
 stage saves the model and recorded in `model.json` under `inference`, so later loads need not
-measure; `params.inference.backend` overrides it.
+measure; `params.inference.backend` overrides it. The winner depends on the batch size (the 800-800
+MLP: onnxruntime 1.4x torch at batch 1, torch 2x onnxruntime at batch 256), so it is measured at a
+request's size (1) and at a bulk size (256, soft targets / evaluate), recorded per size (`by_batch`),
+and an engine whose two choices differ runs each call on the backend chosen for the nearer size.
+The measurement has a time budget: its rounds shrink for a slow model (a ResNet under load).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from kdflow.errors import KdflowError
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "onnx", "eager")
-MEASURE_BATCH = 64
+MEASURE_BATCHES = (1, 256)  # one request; a soft-target / evaluate batch
+MEASURE_BUDGET_S = 3.0      # timed calls of `choose`, all batch sizes (exports and warm-up not counted)
 
 
 def is_tensor_model(model: nn.Module, spec: dict) -> bool:
@@ -79,6 +84,24 @@ class Engine:
     def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         chunks = [self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         return torch.cat(chunks) if chunks else torch.empty((0, 0))
+
+    def parts(self) -> list[Engine]:
+        return [self]
+
+
+class Dispatch(Engine):
+    """Two engines split by batch size: calls of fewer than `split` rows run `small`, the others `large`
+    (the choice measured at each size differed)."""
+
+    def __init__(self, small: Engine, large: Engine, split: int):
+        self.small, self.large, self.split = small, large, split
+        self.backend = f"{small.backend} below {split} rows, else {large.backend}"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.small if len(x) < self.split else self.large)(x)
+
+    def parts(self) -> list[Engine]:
+        return [self.small, self.large]
 
 
 def eager_engine(model: nn.Module) -> Engine:
@@ -139,16 +162,25 @@ def int8_engine(model: nn.Module, spec: dict, calib: torch.Tensor, threads: int 
     return Engine(_OrtRun(session), "onnx-int8")
 
 
-def measure(engines: dict[str, Engine], x: torch.Tensor, rounds: int = 5, warmup: int = 1) -> dict[str, float]:
-    """Samples/s of each engine on `x`: median of interleaved rounds, warm-up excluded."""
+def measure(engines: dict[str, Engine], x: torch.Tensor, rounds: int = 5, warmup: int = 1,
+            budget_s: float | None = None) -> dict[str, float]:
+    """Samples/s of each engine on `x`: median of interleaved rounds, warm-up excluded. With `budget_s`,
+    the number of rounds is what fits the budget after the warm-up (3 at least, `rounds` at most)."""
     from kdflow.evaluation.perf import interleaved
 
-    times = interleaved({k: (lambda e=e: e(x)) for k, e in engines.items()}, rounds, warmup)
+    fns = {k: (lambda e=e: e(x)) for k, e in engines.items()}
+    if budget_s is not None:
+        spent = interleaved(fns, 1, 0)  # the warm-up round, timed: what one round costs
+        warmup = max(0, warmup - 1)
+        rounds = max(3, min(rounds, int(budget_s / max(sum(t[0] for t in spent.values()), 1e-9))))
+    times = interleaved(fns, rounds, warmup)
     return {k: len(x) / float(np.median(t)) for k, t in times.items()}
 
 
-def choose(model: nn.Module, spec: dict, batch: int = MEASURE_BATCH, rounds: int = 5) -> dict:
-    """{"backend", "samples_per_s": {...}, "batch"}: torch vs onnx, measured side by side."""
+def choose(model: nn.Module, spec: dict, batches: tuple[int, ...] = MEASURE_BATCHES, rounds: int = 7,
+           budget_s: float = MEASURE_BUDGET_S) -> dict:
+    """{"backend", "by_batch": {size: backend}, "samples_per_s": {size: {backend: samples/s}}}: torch vs
+    onnx side by side at each size; "backend" is the bulk (largest) size's winner."""
     if not is_tensor_model(model, spec):
         return {"backend": "eager", "reason": "not a float-tensor Python model"}
     engines = {"torch": torch_engine(model, spec)}
@@ -156,24 +188,28 @@ def choose(model: nn.Module, spec: dict, batch: int = MEASURE_BATCH, rounds: int
         engines["onnx"] = onnx_engine(model, spec)
     except Exception as exc:  # an op the exporter cannot take: torch it is
         log.warning("onnx backend unavailable: %s", str(exc).splitlines()[0][:200])
-    x = torch.randn(batch, *spec["input_shape"])
-    if isinstance(getattr(model, "std", None), torch.Tensor):  # raw inputs: a Classifier normalizes inside
-        x = x * model.std + model.mean
-    sps = measure(engines, x, rounds)
-    best = max(("torch", "onnx"), key=lambda k: sps.get(k, 0.0))
-    return {"backend": best, "batch": batch, "samples_per_s": {k: round(v, 1) for k, v in sps.items()}}
+    by_batch, sps = {}, {}
+    for batch in batches:
+        x = torch.randn(batch, *spec["input_shape"])
+        if isinstance(getattr(model, "std", None), torch.Tensor):  # raw inputs: a Classifier normalizes inside
+            x = x * model.std + model.mean
+        at = measure(engines, x, rounds, budget_s=budget_s / len(batches))
+        by_batch[str(batch)] = max(("torch", "onnx"), key=lambda k: at.get(k, 0.0))
+        sps[str(batch)] = {k: round(v, 1) for k, v in at.items()}
+    return {"backend": by_batch[str(max(batches))], "by_batch": by_batch, "samples_per_s": sps}
 
 
-def engine(model: nn.Module, spec: dict, backend: str = "auto", spinning: bool = True,
-           threads: int | None = None) -> Engine:
-    """The fastest known path for `model`: `backend` forces one; `auto` takes the choice recorded in
-    `spec["inference"]`, else measures now."""
-    if backend not in BACKENDS:
-        raise KdflowError(f"unknown inference backend '{backend}'; allowed: {', '.join(BACKENDS)}")
-    if backend == "eager" or not is_tensor_model(model, spec):
-        return eager_engine(model)
-    if backend == "auto":
-        backend = (spec.get("inference") or {}).get("backend") or choose(model, spec)["backend"]
+def _split(by_batch: dict[str, str]) -> tuple[str, str, int] | None:
+    """(small-batch backend, bulk backend, split rows) when the recorded choices differ by size: the split
+    is the geometric middle of the two measured sizes (16 for 1 and 256)."""
+    sizes = sorted(int(k) for k in by_batch)
+    if len(sizes) < 2 or by_batch[str(sizes[0])] == by_batch[str(sizes[-1])]:
+        return None
+    small, large = by_batch[str(sizes[0])], by_batch[str(sizes[-1])]
+    return small, large, max(2, round((sizes[0] * sizes[-1]) ** 0.5))
+
+
+def _single(model: nn.Module, spec: dict, backend: str, spinning: bool, threads: int | None) -> Engine:
     if backend == "onnx":
         try:
             return onnx_engine(model, spec, spinning, threads)
@@ -182,3 +218,23 @@ def engine(model: nn.Module, spec: dict, backend: str = "auto", spinning: bool =
     if backend in ("torch", "onnx"):
         return torch_engine(model, spec)
     return eager_engine(model)
+
+
+def engine(model: nn.Module, spec: dict, backend: str = "auto", spinning: bool = True,
+           threads: int | None = None) -> Engine:
+    """The fastest known path for `model`: `backend` forces one; `auto` takes the choice recorded in
+    `spec["inference"]` (per batch size when it differs by size), else measures now."""
+    if backend not in BACKENDS:
+        raise KdflowError(f"unknown inference backend '{backend}'; allowed: {', '.join(BACKENDS)}")
+    if backend == "eager" or not is_tensor_model(model, spec):
+        return eager_engine(model)
+    if backend == "auto":
+        recorded = spec.get("inference") or {}
+        choice = recorded if recorded.get("backend") else choose(model, spec)
+        split = _split(choice.get("by_batch") or {})
+        if split is not None:
+            small, large, rows = split
+            return Dispatch(_single(model, spec, small, spinning, threads),
+                            _single(model, spec, large, spinning, threads), rows)
+        backend = choice["backend"]
+    return _single(model, spec, backend, spinning, threads)

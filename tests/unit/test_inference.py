@@ -50,8 +50,41 @@ def test_auto_uses_recorded_choice_then_measures():
     model, spec = _model(*CASES[2])
     assert I.engine(model, {**spec, "inference": {"backend": "torch"}}).backend == "torch"
     assert I.engine(model, {**spec, "inference": {"backend": "onnx"}}).backend == "onnx"
-    choice = I.choose(model, spec, batch=4, rounds=2)
-    assert choice["backend"] in ("torch", "onnx") and set(choice["samples_per_s"]) == {"torch", "onnx"}
+    choice = I.choose(model, spec, batches=(1, 8), rounds=3, budget_s=0.5)
+    assert set(choice["by_batch"]) == set(choice["samples_per_s"]) == {"1", "8"}  # measured at each size
+    assert all(set(sps) == {"torch", "onnx"} for sps in choice["samples_per_s"].values())
+    assert choice["backend"] == choice["by_batch"]["8"]  # the bulk size's winner: soft targets, evaluate
+
+
+def test_choice_that_differs_by_batch_size_dispatches_by_rows():
+    model, spec = _model(*CASES[2])
+    x = torch.randn(40, *spec["input_shape"])
+    with torch.inference_mode():
+        ref = model(x)
+    recorded = {**spec, "inference": {"backend": "torch", "by_batch": {"1": "onnx", "256": "torch"}}}
+    run = I.engine(model, recorded)
+    assert [p.backend for p in run.parts()] == ["onnx", "torch"] and run.split == 16
+    for rows in (1, 15, 16, 40):  # each side of the split gives the eager logits
+        torch.testing.assert_close(run(x[:rows]), ref[:rows], rtol=1e-4, atol=1e-5)
+    assert I.engine(model, recorded, "torch").backend == "torch"  # params.inference.backend still overrides
+    same = {**spec, "inference": {"backend": "torch", "by_batch": {"1": "torch", "256": "torch"}}}
+    assert I.engine(model, same).backend == "torch"  # one engine when the sizes agree
+
+
+def test_choose_keeps_to_its_time_budget():
+    import time
+
+    model, spec = _model("mlp", {"hidden": [64]}, [1, 12])
+    slow = I.torch_engine(model, spec)
+    calls = []
+
+    def sleepy(x):  # 20 ms a call: a budget of 30 ms affords the minimum of 3 rounds, not 7
+        calls.append(len(x))
+        time.sleep(0.02)
+        return slow(x)
+    started = time.perf_counter()
+    I.measure({"a": I.Engine(sleepy, "torch")}, torch.randn(4, 1, 12), rounds=7, warmup=1, budget_s=0.03)
+    assert len(calls) == 1 + 3 and time.perf_counter() - started < 1.0
 
 
 def test_override_key_validated():
@@ -74,7 +107,7 @@ def test_interleaved_order_rounds_and_warmup():
     calls, ticks = [], iter(range(10_000))
     fns = {k: (lambda k=k: calls.append(k)) for k in ("a", "b", "c")}
     times = interleaved(fns, rounds=4, warmup=2, calls=1, clock=lambda: next(ticks))
-    assert calls == ["a", "b", "c"] * 6  # warm-up rounds run, in the same interleaved order
+    assert calls == ["a", "b", "c", "c", "b", "a"] * 3  # warm-up rounds run too; every other round reversed
     assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}  # warm-up not recorded
     assert all(t == 1 for v in times.values() for t in v)  # one clock tick per timed call
 
@@ -118,4 +151,4 @@ def test_int8_engine_runs_and_is_never_chosen():
         ref = model(x)
     out = run(x)
     assert out.shape == ref.shape and float((out - ref).abs().max()) < 0.5 * float(ref.abs().max())
-    assert I.choose(model, spec, batch=4, rounds=1)["backend"] in ("torch", "onnx")
+    assert I.choose(model, spec, batches=(4,), rounds=3, budget_s=0.2)["backend"] in ("torch", "onnx")

@@ -144,7 +144,7 @@ class Served:
     spec: dict
     name: str
     version: str
-    classes: list[str]
+    classes: tuple[str, ...]
     input_shape: tuple[int, ...]
     input_dtype: str = "float32"
     teacher: nn.Module | None = None
@@ -168,7 +168,7 @@ def contract_change(old: Served, new: Served) -> tuple[str, str] | None:
     if len(new.classes) != len(old.classes):
         return "output_size", f"{len(new.classes)} classes != serving {len(old.classes)}"
     if new.classes != old.classes:
-        return "classes", f"class names {new.classes[:10]} != serving {old.classes[:10]}"
+        return "classes", f"class names {list(new.classes[:10])} != serving {list(old.classes[:10])}"
     return None
 
 
@@ -195,8 +195,9 @@ def for_serving(model: nn.Module, spec: dict, backend: str, jit: bool):
     from kdflow.inference import engine
 
     run = engine(model, spec, backend if jit else "eager", spinning=False)
-    if jit and run.backend in ("torch", "eager"):
-        run.fn = compile_for_serving(run.fn, tuple(int(d) for d in spec["input_shape"]))
+    for part in run.parts() if jit else []:
+        if part.backend in ("torch", "eager"):
+            part.fn = compile_for_serving(part.fn, tuple(int(d) for d in spec["input_shape"]))
     return run
 
 
@@ -268,7 +269,7 @@ class Loader:
 
     def _finish(self, model, spec, name, version, refs, teacher_src, teacher_uri) -> Served:
         shape = tuple(int(d) for d in spec["input_shape"])
-        classes = classes_of(spec)
+        classes = tuple(classes_of(spec))
         teacher = self._teacher(teacher_src, spec) if teacher_src else None
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:  # token ids vary in length: text models run eager, untraced
