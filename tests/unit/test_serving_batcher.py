@@ -55,6 +55,24 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_rows():
     assert fwd.threads == {"fwd_0"}                      # off the event loop
 
 
+def test_fast_forward_passes_run_on_the_event_loop_slow_ones_in_the_worker():
+    async def scenario(delay: float) -> set[str]:
+        fwd = Recorder(delay=delay)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="fwd")
+        batcher = MicroBatcher(fwd, 8, 0.0, pool, inline_below_s=0.002)
+        batcher.start()
+        try:
+            for i in range(4):  # one at a time: every request is its own forward pass
+                result, rows = await batcher.submit(np.full((1, 2), i, np.float32))
+                assert float(result[rows][0]) == 2.0 * i
+        finally:
+            await batcher.stop()
+            pool.shutdown()
+        return fwd.threads
+    assert asyncio.run(scenario(0.0)) == {"fwd_0", threading.main_thread().name}  # timed in the worker first
+    assert asyncio.run(scenario(0.01)) == {"fwd_0"}  # slower than inline_below_s: never blocks the loop
+
+
 def test_lone_request_is_not_held_for_max_wait():
     fwd = Recorder()
     started = time.perf_counter()

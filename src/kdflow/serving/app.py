@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from kdflow.errors import KdflowError
 from kdflow.redact import install_log_filter
+from kdflow.serving import heap
 from kdflow.serving.batcher import MicroBatcher
 from kdflow.serving.config import ServeConfig, parse_args
 from kdflow.serving.feedback import FeedbackStore, Prediction
@@ -267,6 +268,7 @@ def configure_process(threads: int) -> None:
     sys.setswitchinterval(0.0005)
     prometheus_client.disable_created_metrics()  # *_created series: scrape size, no signal
     torch.set_num_threads(threads)
+    heap.configure()  # before the first load: `settle` freezes the loaded heap (kdflow.serving.heap)
     try:
         torch.set_num_interop_threads(1)  # one forward thread + the shadow thread: no inter-op pool needed
     except RuntimeError:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from kdflow.redact import redact
+from kdflow.serving import heap
 from kdflow.serving.source import Loader, Served, VersionGone, contract_change
 
 log = logging.getLogger("kdflow.serving")
@@ -110,6 +111,7 @@ class Swapper:
         self.current = served      # the swap: one reference assignment
         self._failed.pop(served.version, None)
         self._on_load("ok")
+        heap.settle()
 
     def _name(self) -> str:
         return self.loader.source.location
