@@ -193,15 +193,22 @@ def run(args) -> dict:
                ("no-op model (ceiling)", models["noop"]["dir"], []),
                ("teacher", models["teacher"]["dir"], [])]
     wrk_cpu = None if args.wrk_cpu < 0 else args.wrk_cpu
-    env = harness.child_env(**NOOP_ENV, PYTHONPATH=os.pathsep.join([str(harness.SRC), str(Path(__file__).parent)]))
+    here = str(Path(__file__).parent)
+    env = harness.child_env(**NOOP_ENV, PYTHONPATH=os.pathsep.join([str(harness.SRC), here]))
+    envs = {}
+    if args.before_src:  # the same student served by an older checkout's code, measured in the same rounds
+        label = f"student (before: {args.before_label or args.before_src})"
+        configs.insert(1, (label, models["student"]["dir"], []))
+        envs[label] = {**env, "PYTHONPATH": os.pathsep.join([str(Path(args.before_src).resolve()), here])}
     samples = []
     try:
         with harness.Processes(work) as procs:
             servers = []  # all up at once (idle ones cost nothing); measured one at a time, interleaved, so
-            for label, model, extra in configs:  # a change in machine load hits every server alike
+            for i, (label, model, extra) in enumerate(configs):  # a change in machine load hits every server alike
                 port = harness.free_port()
-                proc = procs.start(label.split(" (")[0].replace(" --", "-").replace(" ", "-"), harness.server_cmd(
-                    model, port, "--log-level", "warning", "--shadow-rate", "0", *extra), env)
+                name = f"{i}-" + label.split(" (")[0].replace(" --", "-").replace(" ", "-")
+                proc = procs.start(name, harness.server_cmd(model, port, "--log-level", "warning", "--shadow-rate", "0",
+                                                            *extra), envs.get(label, env))
                 servers.append((label, proc, f"http://{harness.LOCAL}:{port}"))
             for _, proc, base in servers:
                 harness.wait_http(f"{base}/readyz", proc, 120)
@@ -244,6 +251,13 @@ def targets(rows) -> dict:
     if s1 and t1:
         ratio = round(s1["p50_ms"] / t1["p50_ms"], 3)
         out["batch1_p50_student_over_teacher"] = {"value": ratio, "target": "<= 0.333", "met": ratio <= 1 / 3}
+    before = next((r["server"] for r in rows if r["server"].startswith("student (before")), None)
+    b32 = pick(rows, before, 32) if before else None
+    if s32 and b32:
+        out["student_c32_now_vs_before"] = {
+            "before": before, "throughput_x": round(s32["rps"] / b32["rps"], 3),
+            "p99_ms": [b32["p99_ms"], s32["p99_ms"]],
+            "server_cpu_ms_per_request": [b32["server_cpu_ms_per_request"], s32["server_cpu_ms_per_request"]]}
     for c in (1, 32):
         on, off = pick(rows, "student", c), pick(rows, "student --no-metrics", c)
         if on and off:
@@ -263,6 +277,10 @@ def report(doc: dict) -> str:
     for name, t in doc["targets"].items():
         if "met" in t:
             lines.append(f"- {name}: {t['value']} (target {t['target']}): {verdict(t['met'])}")
+        elif "before" in t:
+            lines.append(f"- {name}: {t['throughput_x']}× the predictions/s of {t['before']}, p99 {t['p99_ms'][0]} → "
+                         f"{t['p99_ms'][1]} ms, server CPU {t['server_cpu_ms_per_request'][0]} → "
+                         f"{t['server_cpu_ms_per_request'][1]} ms/request")
         else:
             lines.append(f"- {name}: throughput {t['throughput_pct']}% lower with metrics, "
                          f"p50 {t['p50_ms_added']:+.3f} ms")
@@ -277,6 +295,9 @@ def main(argv=None) -> int:
     add_common_args(p)
     p.add_argument("--duration", type=float, default=5.0, help="seconds of load per run")
     p.add_argument("--repeats", type=int, default=3, help="interleaved runs per server and level (medians reported)")
+    p.add_argument("--before-src", help="a src/ directory of an older kdflow (e.g. `git archive <rev> src`): its "
+                   "server gets a student row of its own, measured in the same interleaved rounds")
+    p.add_argument("--before-label", help="what to call it in the table (default: the path)")
     p.add_argument("--wrk-cpu", type=int, default=(os.cpu_count() or 1) - 1,
                    help="CPU wrk is pinned to with taskset (default: the last; -1 = not pinned)")
     args = p.parse_args(argv)

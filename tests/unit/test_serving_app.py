@@ -121,6 +121,55 @@ def test_http_edges_are_4xx(dirs):
         assert r.status_code == 413 and "limit is 4" in r.json()["error"]
 
 
+def test_responses_over_real_uvicorn_leave_in_one_write(dirs):
+    """Status line + headers wait for the body (one syscall); 100 Continue and keep-alive still work."""
+    import socket
+
+    from kdflow.serving.limits import _OneWrite
+    from tests.support.live import serve
+
+    class Recorder:
+        def __init__(self):
+            self.writes, self.closed = [], False
+
+        def write(self, data):
+            self.writes.append(data)
+
+        def close(self):
+            self.closed = True
+
+        def is_closing(self):
+            return self.closed
+
+    t = Recorder()
+    w = _OneWrite(t)
+    w.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    w.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert t.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]  # the head waits for the body
+    w.write(b"{}")
+    assert t.writes[1:] == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+    t2 = Recorder()
+    w2 = _OneWrite(t2)
+    w2.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    w2.close()  # no body came: the head still leaves before the connection closes
+    assert t2.writes == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"] and t2.closed
+
+    student, _, _ = dirs
+    with serve(create_app(ServeConfig(model=str(student)))) as base:
+        body = b'{"inputs": [[[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]]]}'
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            for expect in (b"", b"Expect: 100-continue\r\n"):  # two requests on one keep-alive connection
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + expect
+                             + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                got = b""
+                while b'"predictions"' not in got or not got.rstrip().endswith(b"}"):
+                    got += sock.recv(65536)
+                assert b"200 OK" in got and b"x-request-id" in got
+        with httpx.Client() as c:
+            assert c.get(base + "/healthz").json() == {"status": "ok"}
+
+
 def test_no_metrics_mode(dirs):
     student, _, _ = dirs
     with TestClient(create_app(ServeConfig(model=str(student), metrics=False))) as c:
