@@ -22,9 +22,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from harness.cli import add_common_args, size_of  # noqa: E402
+from harness.clocks import latest_run_history  # noqa: E402
+from harness.env import ROOT, THREADS, TMP, cleanup, setup  # noqa: E402
+from harness.profiles import load_profile, quiet_training, scale_epochs, with_overrides  # noqa: E402
+from harness.results import finish  # noqa: E402
+from harness.stages import pipeline, stage  # noqa: E402
+from harness.stats import mean_std, pm  # noqa: E402
+from harness.tables import table, verdict  # noqa: E402
 
-MNIST = str(C.ROOT.parent / "shared" / "data" / "mnist")  # ../shared beside the checkout
+MNIST = str(ROOT.parent / "shared" / "data" / "mnist")  # ../shared beside the checkout
 PAPER = {"teacher": 67, "baseline": 146, "student": 74}  # test errors of 10,000, Hinton et al. 2015 §3
 ROLES = {"teacher": "teacher.train", "baseline": "student.train", "student": "distill.train"}
 SIZES = {  # seeds, epochs (teacher, baseline, student) scale, overrides
@@ -38,14 +45,14 @@ SIZES = {  # seeds, epochs (teacher, baseline, student) scale, overrides
 def _job(kind: str, raw: dict, work: Path, reuse: dict[str, Path], threads: int) -> dict:
     """One piece in a worker process: `teacher` (train + soft targets), `baseline` or `student`
     (distill + evaluate) of one seed. Returns stage summaries with their wall/CPU seconds."""
-    scratch = C.setup(threads)
+    scratch = setup(threads)
     stages = {"teacher": ("train_teacher", "soft_targets"), "baseline": ("train_baseline",),
               "student": ("distill", "evaluate")}[kind]
-    out = C.pipeline(raw, work, reuse, stages=stages)
+    out = pipeline(raw, work, reuse, stages=stages)
     # validation accuracy per epoch of the training stage (the curve; the test set is read once, by evaluate)
-    runs = C.latest_run_history(raw, "val_acc", runs=len(stages))  # this job's runs: the trainer's has val_acc
+    runs = latest_run_history(raw, "val_acc", runs=len(stages))  # this job's runs: the trainer's has val_acc
     curve = next((h for h in reversed(runs) if h), [])
-    C.cleanup(scratch)
+    cleanup(scratch)
     return {"pid": os.getpid(), "load_avg_1m": os.getloadavg()[0], "val_acc_curve": curve,
             **{k: out[k] for k in ("metrics",) if k in out},
             "seconds": {k: round(v["wall_seconds"], 1) for k, v in out.items() if "wall_seconds" in v},
@@ -54,23 +61,23 @@ def _job(kind: str, raw: dict, work: Path, reuse: dict[str, Path], threads: int)
 
 def configure(size: str, seeds: int | None, data: str, epochs: str | None) -> tuple[dict, int]:
     n, scale, over = SIZES[size]
-    raw = C.with_overrides(C.load_profile("hinton-mnist"), {"data.source": data, **over})
+    raw = with_overrides(load_profile("hinton-mnist"), {"data.source": data, **over})
     if epochs:
-        raw = C.with_overrides(raw, {f"{sec}.epochs": int(e) for sec, e in zip(ROLES.values(), epochs.split(","))})
+        raw = with_overrides(raw, {f"{sec}.epochs": int(e) for sec, e in zip(ROLES.values(), epochs.split(","))})
     elif scale != 1.0:
-        raw = C.scale_epochs(raw, scale)
+        raw = scale_epochs(raw, scale)
     if size == "dry" and not epochs:
-        raw = C.with_overrides(raw, {f"{sec}.epochs": 1 for sec in ROLES.values()})
-    return C.quiet_training(raw), seeds or n
+        raw = with_overrides(raw, {f"{sec}.epochs": 1 for sec in ROLES.values()})
+    return quiet_training(raw), seeds or n
 
 
 def run(raw: dict, seeds: int, jobs: int, scratch: Path) -> dict:
     t0 = time.perf_counter()
     data = scratch / "data"
-    prep = C.stage("prepare", raw, {}, {"data": data})
-    per_seed = [C.with_overrides(raw, {"seed": s}) for s in range(seeds)]
+    prep = stage("prepare", raw, {}, {"data": data})
+    per_seed = [with_overrides(raw, {"seed": s}) for s in range(seeds)]
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    threads = max(1, C.THREADS // jobs)
+    threads = max(1, THREADS // jobs)
     shared = {"data": data, "teacher": scratch / "teacher/models/teacher",
               "soft_targets": scratch / "teacher/soft_targets/teacher"}
     with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
@@ -83,7 +90,7 @@ def run(raw: dict, seeds: int, jobs: int, scratch: Path) -> dict:
                     for s, r in enumerate(per_seed)]
         b, st = [f.result() for f in baselines], [f.result() for f in students]
     for pid in {x["pid"] for x in [t, *b, *st]}:  # pool workers end without atexit
-        (C.TMP / f"mlflow-{pid}.db").unlink(missing_ok=True)
+        (TMP / f"mlflow-{pid}.db").unlink(missing_ok=True)
     n_test = prep["counts"]["test"]
     runs = []
     for s in range(seeds):
@@ -106,7 +113,7 @@ def report(res: dict, raw: dict) -> tuple[str, float]:
     r, n = res["runs"], res["test_samples"]
     errs = {role: [x[f"{role}.errors"] for x in r] for role in PAPER}
     errs["teacher"] = errs["teacher"][:1]  # one teacher, shared by the seeds
-    mean = {k: C.mean_std(v)[0] for k, v in errs.items()}
+    mean = {k: mean_std(v)[0] for k, v in errs.items()}
     gap = mean["baseline"] - mean["teacher"]
     closed = (mean["baseline"] - mean["student"]) / gap if gap > 0 else float("nan")
     ep = {role: raw[sec.split(".")[0]]["train"]["epochs"] for role, sec in ROLES.items()}
@@ -116,18 +123,18 @@ def report(res: dict, raw: dict) -> tuple[str, float]:
             "student": f"784-800-800-10, distilled at T = {d['temperature']:g}, α = {d['alpha']:g}"}
     names = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
     rows = [(names[k], what[k], f"{r[0][('student' if k != 'teacher' else 'teacher') + '.params']:,}", ep[k],
-             C.pm(errs[k], 1, 1), C.pm([e / n * 100 for e in errs[k]], 1, 2), PAPER[k]) for k in PAPER]
+             pm(errs[k], 1, 1), pm([e / n * 100 for e in errs[k]], 1, 2), PAPER[k]) for k in PAPER]
     paper_closed = (PAPER["baseline"] - PAPER["student"]) / (PAPER["baseline"] - PAPER["teacher"])
-    verdict = (f"Distillation closes **{closed:.0%}** of the student-alone → teacher error gap on the MNIST test "
+    headline = (f"Distillation closes **{closed:.0%}** of the student-alone → teacher error gap on the MNIST test "
                f"set ({mean['baseline']:.1f} → {mean['student']:.1f} errors, teacher {mean['teacher']:.0f}; "
-               f"Hinton 2015: {paper_closed:.0%}); target ≥ 80 %: {C.verdict(closed >= 0.8)}")
-    md = (f"### Hinton et al. 2015 §3 on MNIST (official test set, {n:,} images)\n\n{verdict}\n\n"
-          + C.table(["model", "architecture", "params", "epochs", f"test errors (of {n:,})", "test error %",
+               f"Hinton 2015: {paper_closed:.0%}); target ≥ 80 %: {verdict(closed >= 0.8)}")
+    md = (f"### Hinton et al. 2015 §3 on MNIST (official test set, {n:,} images)\n\n{headline}\n\n"
+          + table(["model", "architecture", "params", "epochs", f"test errors (of {n:,})", "test error %",
                      "paper's errors"], rows)
           + f"\n\nMean ± std over {len(r)} seeds of the students (one teacher, seed 0); train "
             f"{res['counts']['train']:,} / validation {res['counts']['val']:,} (best-on-validation checkpoint) / "
             f"test {n:,}; {res['jobs']} processes × {res['threads_per_job']} thread(s); "
-            f"{res['seconds'] / 60:.1f} min wall in all (budget 30: {C.verdict(res['seconds'] <= 1800)}); "
+            f"{res['seconds'] / 60:.1f} min wall in all (budget 30: {verdict(res['seconds'] <= 1800)}); "
             f"highest 1-min load average seen {max(x['load_avg_1m'] for x in r):.1f} on {os.cpu_count()} cores. "
             + cpu_note(res))
     return md + "\n\n" + curve_table(res), closed
@@ -144,7 +151,7 @@ def cpu_note(res: dict) -> str:
     total = cpu(res["teacher_cpu_seconds"]) + sum(cpu(x["cpu_seconds"]) for x in res["runs"])
     return (f"CPU time {total / 60:.1f} min in all; critical path {path / 60:.1f} CPU-min (teacher, then the "
             f"distillations {res['jobs']} at a time) ≈ the wall time on a quiet machine "
-            f"(budget 30: {C.verdict(path <= 1800)}).")
+            f"(budget 30: {verdict(path <= 1800)}).")
 
 
 def curve_table(res: dict, points: int = 8) -> str:
@@ -157,19 +164,19 @@ def curve_table(res: dict, points: int = 8) -> str:
     marks = sorted({max(1, round(longest * i / points)) for i in range(1, points + 1)})
     rows = [(e, *(round(n_val * (1 - c[e - 1])) if e <= len(c) else "—" for c in curves.values())) for e in marks]
     return (f"Validation errors (of {n_val:,}) by epoch, seed 0 — the curve the epoch budget cuts:\n\n"
-            + C.table(["epoch", "teacher", "student alone", "distilled student"], rows))
+            + table(["epoch", "teacher", "student alone", "distilled student"], rows))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    C.add_common_args(p)
+    add_common_args(p)
     p.add_argument("--data", default=f"mnist:{MNIST}", help="an MNIST-layout source (default: %(default)s)")
     p.add_argument("--seeds", type=int, help="student seeds (default: 3; quick: 1)")
     p.add_argument("--epochs", help="teacher,baseline,student epochs (default: the profile's)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (torch threads split between them)")
     a = p.parse_args(argv)
-    size = C.size_of(a)
-    scratch = C.setup()
+    size = size_of(a)
+    scratch = setup()
     raw, seeds = configure(size, a.seeds, a.data, a.epochs)
     print(f"[hinton-mnist] {seeds} seed(s), epochs teacher/baseline/student "
           f"{raw['teacher']['train']['epochs']}/{raw['student']['train']['epochs']}/"
@@ -177,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(raw, seeds, a.jobs, scratch)
     md, closed = report(res, raw)
     res["gap_closed"] = closed
-    C.finish("hinton-mnist", [md], {"size": size, "seeds": seeds, "paper_errors": PAPER, "result": res,
+    finish("hinton-mnist", [md], {"size": size, "seeds": seeds, "paper_errors": PAPER, "result": res,
                                     "params": {k: raw[k] for k in ("data", "teacher", "student", "distill")}},
              False, a.results, scratch, a.keep)
     return 0

@@ -25,7 +25,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from harness.cli import add_common_args, size_of  # noqa: E402
+from harness.env import THREADS, cleanup, fresh_dir, setup  # noqa: E402
+from harness.profiles import load_profile, quiet_training, scale_epochs, with_overrides  # noqa: E402
+from harness.results import write_result  # noqa: E402
+from harness.stages import stage  # noqa: E402
+from harness.stats import pm  # noqa: E402
+from harness.tables import table  # noqa: E402
 
 SETS = {"mnist1d": "default", "digits": "digits"}  # name: profile (default = params.yaml)
 # (student module, teacher module) of equal length/spatial size for the feature terms
@@ -87,21 +93,21 @@ def shared_artifacts(raw: dict, work: Path, ensemble: bool) -> dict[str, Path]:
     """
     p = {k: work / k for k in ("data", "teacher", "soft_targets", "ensemble")}
     # the soft-target stage (cached logits) runs whatever the profile's mode; the distill settings do not matter
-    cfg = C.with_overrides(raw, {"seed": 0, "soft_targets.mode": "offline",
+    cfg = with_overrides(raw, {"seed": 0, "soft_targets.mode": "offline",
                                  "distill.train.augment": {"enabled": False}})
 
-    def build(stage, cfg: dict, inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
+    def build(name: str, cfg: dict, inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
         out = next(iter(outputs.values()))
         with open(work / f".{out.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not out.exists():
-                C.stage(stage, cfg, inputs, outputs)
+                stage(name, cfg, inputs, outputs)
 
     build("prepare", cfg, {}, {"data": p["data"]})
     stores = {}
     for seed in (0, *ENSEMBLE_SEEDS) if ensemble else (0,):
         t, st = (p["teacher"], p["soft_targets"]) if seed == 0 else (work / f"teacher{seed}", work / f"st{seed}")
-        member = C.with_overrides(cfg, {"seed": seed})
+        member = with_overrides(cfg, {"seed": seed})
         build("train_teacher", member, {"data": p["data"]}, {"model": t, "checkpoints": work / f"ck{seed}"})
         build("soft_targets", member, {"data": p["data"], "teacher": t}, {"soft_targets": st})
         stores["main" if seed == 0 else f"seed{seed}"] = st
@@ -115,8 +121,8 @@ def shared_artifacts(raw: dict, work: Path, ensemble: bool) -> dict[str, Path]:
 def run_seed(raw: dict, name: str, seed: int, shared: dict[str, Path], work: Path, only: list[str] | None) -> dict:
     """The baseline and every method's student for one seed: {method: {accuracy, kd_gain, wall, cpu}}."""
     data = shared["data"]
-    base = C.with_overrides(raw, {"seed": seed})
-    C.stage("train_baseline", base, {"data": data}, {"model": work / "baseline", "checkpoints": work / "ckb"})
+    base = with_overrides(raw, {"seed": seed})
+    stage("train_baseline", base, {"data": data}, {"model": work / "baseline", "checkpoints": work / "ckb"})
     acc0 = test_accuracy(work / "baseline", data)
     rows = {"no-KD baseline (augmentation)": {"accuracy": acc0, "kd_gain": 0.0}}
     from kdflow.data.module import load_info
@@ -124,10 +130,10 @@ def run_seed(raw: dict, name: str, seed: int, shared: dict[str, Path], work: Pat
     for method, over in variants(raw, name, load_info(data)["counts"]).items():
         if only and not any(method.startswith(o) for o in only):
             continue
-        cfg = C.with_overrides(base, over)
+        cfg = with_overrides(base, over)
         out = work / f"m{len(rows)}"
         if method.startswith("born-again"):
-            s = C.stage("born_again", cfg, {"data": data, "teacher": work / "baseline"},
+            s = stage("born_again", cfg, {"data": data, "teacher": work / "baseline"},
                         {"generations": out, "checkpoints": work / "ckg"})
             accs = [test_accuracy(out / f"gen-{k}", data) for k in range(1, GENERATIONS + 1)]
             for k, acc in enumerate(accs, 1):
@@ -136,7 +142,7 @@ def run_seed(raw: dict, name: str, seed: int, shared: dict[str, Path], work: Pat
                     "cpu": s["cpu_seconds"] / GENERATIONS}
             continue
         store = shared["ensemble"] if method.startswith("ensemble") else shared["soft_targets"]
-        s = C.stage("distill", cfg, {"data": data, "soft_targets": store, "teacher": shared["teacher"]},
+        s = stage("distill", cfg, {"data": data, "soft_targets": store, "teacher": shared["teacher"]},
                     {"model": out, "checkpoints": work / "ckd"})
         acc = test_accuracy(out, data)
         rows[method] = {"accuracy": acc, "kd_gain": acc - acc0, "wall": s["wall_seconds"], "cpu": s["cpu_seconds"]}
@@ -150,48 +156,48 @@ def methods_table(per_seed: list[dict], teacher_acc: float) -> str:
     for method in per_seed[0]:
         got = [r[method] for r in per_seed if method in r]
         t = [g["wall"] for g in got if "wall" in g]
-        rows.append((method, C.pm([g["accuracy"] for g in got], 100), C.pm([g["kd_gain"] for g in got], 100),
-                     C.pm(t, 1, 0) if t else "—", C.pm([g["cpu"] for g in got], 1, 0) if t else "—"))
-    return (C.table(["method", "student test acc %", "gain over no-KD baseline (pts)", "distill wall s",
+        rows.append((method, pm([g["accuracy"] for g in got], 100), pm([g["kd_gain"] for g in got], 100),
+                     pm(t, 1, 0) if t else "—", pm([g["cpu"] for g in got], 1, 0) if t else "—"))
+    return (table(["method", "student test acc %", "gain over no-KD baseline (pts)", "distill wall s",
                      "distill CPU s"], rows) + f"\n\nTeacher (seed 0): {100 * teacher_acc:.2f} %.")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    C.add_common_args(p)
+    add_common_args(p)
     p.add_argument("--sets", default=",".join(SETS), help=f"comma-separated ({', '.join(SETS)})")
     p.add_argument("--methods", help="comma-separated method-name prefixes (default: all)")
     p.add_argument("--seeds", type=int)
-    p.add_argument("--threads", type=int, default=C.THREADS)
+    p.add_argument("--threads", type=int, default=THREADS)
     p.add_argument("--work", type=Path, help="keep the shared teachers here and reuse them (and share with "
                                              "a parallel run); default: a temp dir")
     p.add_argument("--merge", nargs="+", type=Path, metavar="JSON", help="only merge the results of earlier runs")
     a = p.parse_args(argv)
     if a.merge:
         return merge(a.merge, a.results)
-    size = C.size_of(a)
+    size = size_of(a)
     seeds = a.seeds or SIZES[size]["seeds"]
     only = a.methods.split(",") if a.methods else None
-    scratch = C.setup(a.threads)
+    scratch = setup(a.threads)
     doc, md = {"size": size, "seeds": seeds, "sets": {}}, []
     for name in a.sets.split(","):
-        raw = C.load_profile(SETS[name])
+        raw = load_profile(SETS[name])
         generated = raw.get("data", {}).get("source", "mnist1d") == "mnist1d"
         over = {k: v for k, v in SIZES[size]["over"].items() if generated or not k.startswith("data.")}
-        raw = C.quiet_training(C.with_overrides(raw, over))
+        raw = quiet_training(with_overrides(raw, over))
         if SIZES[size]["epochs"] != 1.0:
-            raw = C.scale_epochs(raw, SIZES[size]["epochs"])
+            raw = scale_epochs(raw, SIZES[size]["epochs"])
         t0 = time.perf_counter()
-        work = a.work / name if a.work else C.fresh_dir(scratch, name)
+        work = a.work / name if a.work else fresh_dir(scratch, name)
         work.mkdir(parents=True, exist_ok=True)
         print(f"[methods] {name}: profile {SETS[name]}, {seeds} seed(s) ...", flush=True)
         shared = shared_artifacts(raw, work, ensemble=not only or any("ensemble".startswith(o) for o in only))
         teacher_acc = test_accuracy(shared["teacher"], shared["data"])
         per_seed = []
         for seed in range(seeds):
-            mine = C.fresh_dir(work, f"seed{seed}-{os.getpid()}")  # private to this process
+            mine = fresh_dir(work, f"seed{seed}-{os.getpid()}")  # private to this process
             per_seed.append(run_seed(raw, name, seed, shared, mine, only))
-            C.cleanup(mine, a.keep)
+            cleanup(mine, a.keep)
         minutes = (time.perf_counter() - t0) / 60
         doc["sets"][name] = {"teacher_accuracy": teacher_acc, "per_seed": per_seed, "minutes": minutes}
         md.append(heading(name, seeds, minutes) + methods_table(per_seed, teacher_acc))
@@ -204,9 +210,9 @@ def finish(doc: dict, md: list[str], results: Path, scratch: Path | None, keep: 
                              "over generation 0 = the no-KD baseline, i.e. over its own teacher."])
     print(text, flush=True)
     doc["markdown"] = text
-    C.write_result("methods", doc, results)
+    write_result("methods", doc, results)
     if scratch is not None:
-        C.cleanup(scratch, keep)
+        cleanup(scratch, keep)
     return 0
 
 

@@ -21,8 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # common, tests.support
-from common import TMP, add_common_args, table, verdict, write_result  # noqa: E402
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # harness, tests
+from harness.cli import add_common_args  # noqa: E402
+from harness.env import TMP  # noqa: E402
+from harness.results import write_result  # noqa: E402
+from harness.tables import table, verdict  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,13 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from harness.cli import run_main  # noqa: E402
+from harness.env import THREADS, child_env, setup  # noqa: E402
+from harness.fixtures import speed_fixture  # noqa: E402
+from harness.machine import loaded  # noqa: E402
+from harness.results import finish  # noqa: E402
+from harness.stages import stage  # noqa: E402
+from harness.tables import table, verdict  # noqa: E402
 
 SIZES = {"full": (60_000, 3), "quick": (20_000, 2), "dry": (1_000, 1)}  # (train samples, repeats)
 
@@ -62,7 +68,7 @@ def shards_wall(params: Path, data: Path, teacher: Path, out: Path, num_shards: 
     procs = [subprocess.Popen([*kdflow_exe(), "soft-targets", "--params", str(params), "--data", str(data),
                                "--teacher", str(teacher), "--out", str(out / f"shard-{i}"), "--shard-index", str(i),
                                "--num-shards", str(num_shards)],
-                              env=C.child_env(threads), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              env=child_env(threads), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(num_shards)]
     outs = [p.communicate() for p in procs]
     wall = time.perf_counter() - t0
@@ -78,16 +84,16 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     from kdflow.config import validate
 
     samples, repeats = SIZES[size]
-    scratch = C.setup()
-    judge = "cpu" if C.loaded() else "wall"
-    raw, data, teacher = C.speed_fixture(scratch, samples)
+    scratch = setup()
+    judge = "cpu" if loaded() else "wall"
+    raw, data, teacher = speed_fixture(scratch, samples)
     cfg = validate(raw)
     speed: dict[str, list[dict[str, float]]] = {"loop": [], "script": [], "stage": [], "stage_inference": []}
     for r in range(repeats):  # interleaved: drift in the machine's load hits both sides alike
         st = cfg.soft_targets
         for k, v in raw_paths(teacher, data, st.splits, st.batch_size, scratch / "l.npy").items():
             speed[k].append(v)
-        s = C.stage("soft_targets", cfg, {"data": data, "teacher": teacher}, {"soft_targets": scratch / f"st-{r}"})
+        s = stage("soft_targets", cfg, {"data": data, "teacher": teacher}, {"soft_targets": scratch / f"st-{r}"})
         speed["stage"].append({"wall": s["samples"] / s["wall_seconds"], "cpu": s["samples"] / s["cpu_seconds"]})
         speed["stage_inference"].append({"wall": s["samples_per_second"]})
         shutil.rmtree(scratch / f"st-{r}")
@@ -98,7 +104,7 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     params.write_text(yaml.safe_dump(raw))
     runs: dict[str, list[dict]] = {"one": [], "two": []}
     for r in range(repeats):  # alternated, fastest kept: a cold start or a load spike only slows a run
-        runs["one"].append(shards_wall(params, data, teacher, scratch / f"one-{r}", 1, C.THREADS))
+        runs["one"].append(shards_wall(params, data, teacher, scratch / f"one-{r}", 1, THREADS))
         runs["two"].append(shards_wall(params, data, teacher, scratch / f"two-{r}", 2, 1))
     one, two = (min(runs[k], key=lambda x: x["wall_seconds"]) for k in ("one", "two"))
     kinds = ("wall", "cpu")
@@ -112,19 +118,19 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     def row(name: str, key: str, vs: str) -> tuple[str, ...]:
         return (name, f"{best[key]['wall']:,.0f}", f"{best[key].get('cpu', float('nan')):,.0f}", vs)
 
-    return C.finish("soft_targets_speed", [
+    return finish("soft_targets_speed", [
         f"### Soft-target throughput — teacher MLP 1200-1200, {n:,} samples 28×28, batch "
-        f"{cfg.soft_targets.batch_size}, {C.THREADS} threads",
-        C.table(["path", f"samples/s (best of {repeats})", "samples per CPU s", "ratio"], [
+        f"{cfg.soft_targets.batch_size}, {THREADS} threads",
+        table(["path", f"samples/s (best of {repeats})", "samples per CPU s", "ratio"], [
             row("raw `torch.inference_mode` loop (data in memory)", "loop", "—"),
             row("raw script: load the .npz splits, loop, save .npy", "script", "1.00"),
             row("soft_targets stage, end to end", "stage",
                 f"{ratio['stage/script']['wall']:.2f} wall, {ratio['stage/script']['cpu']:.2f} CPU vs script "
-                f"(target ≥ 0.90 on {judge}: {C.verdict(met)}); {ratio['stage/loop'][judge]:.2f} vs loop"),
+                f"(target ≥ 0.90 on {judge}: {verdict(met)}); {ratio['stage/loop'][judge]:.2f} vs loop"),
             (*row("soft_targets stage, its inference part", "stage_inference", "")[:2], "—",
              f"{ratio['stage_inference/loop']:.2f} wall vs loop")]),
-        C.table(["`kdflow soft-targets` processes", "wall s (incl. start-up)", "inference s", "speed-up"], [
-            (f"1 × {C.THREADS} threads", f"{one['wall_seconds']:.1f}", f"{one['inference_seconds']:.1f}", "1.00"),
+        table(["`kdflow soft-targets` processes", "wall s (incl. start-up)", "inference s", "speed-up"], [
+            (f"1 × {THREADS} threads", f"{one['wall_seconds']:.1f}", f"{one['inference_seconds']:.1f}", "1.00"),
             ("2 shards × 1 thread", f"{two['wall_seconds']:.1f}", f"{two['inference_seconds']:.1f}",
              f"{ratio['shard_speedup']:.2f} (inference {ratio['shard_speedup_inference']:.2f})")]),
     ], {"size": size, "samples": n, "samples_per_second": speed, "best": best, "ratios": ratio,
@@ -133,7 +139,7 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return C.run_main(run, argv, __doc__)
+    return run_main(run, argv, __doc__)
 
 
 if __name__ == "__main__":

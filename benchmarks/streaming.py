@@ -25,7 +25,12 @@ from multiprocessing import Pool
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from harness.cli import run_main  # noqa: E402
+from harness.env import BENCH, THREADS, TMP, child_env, setup  # noqa: E402
+from harness.machine import loaded  # noqa: E402
+from harness.profiles import quiet_training  # noqa: E402
+from harness.results import finish  # noqa: E402
+from harness.tables import table, verdict  # noqa: E402
 
 SIZES = {"full": 20_000, "quick": 2_000, "dry": 200}  # N; the large set is 10·N
 CLASSES = 10
@@ -57,7 +62,7 @@ def _write_images(args) -> None:
 
 def image_set(n: int) -> Path:
     """An ImageFolder of n JPEGs (cached); the first n // 10 per class are hard-linked into a smaller set."""
-    root = C.TMP / f"streaming-jpeg-{n}"
+    root = TMP / f"streaming-jpeg-{n}"
     done = root / ".complete"
     if not done.is_file():
         for c in range(CLASSES):
@@ -85,7 +90,7 @@ def subset(big: Path, n: int) -> Path:
 
 def params(source: Path, n: int) -> dict:
     val = max(n // 50, 20)
-    return C.quiet_training({
+    return quiet_training({
         "seed": 0,
         "data": {"source": f"imagefolder:{source}", "format": "streaming", "val_size": val, "test_size": val,
                  "transfer_size": 0, "image_size": [HW, HW]},
@@ -113,8 +118,9 @@ def _sample():
                 peaks[k] = max(peaks[k], int(ln.split()[1]))
         time.sleep(0.02)
 threading.Thread(target=_sample, daemon=True).start()
-import common as C, torch
-torch.set_num_threads(C.THREADS)  # MLflow: the parent's store (its schema is created once)
+import torch
+from harness.env import THREADS
+torch.set_num_threads(THREADS)  # MLflow: the parent's store (its schema is created once)
 from kdflow.config import validate
 from kdflow.stages.registry import run_stage
 {prelude}
@@ -141,10 +147,10 @@ save_model(build_model(spec), __import__("pathlib").Path({out!r}), spec, role="t
 
 
 def in_child(stage: str, raw: dict, inputs: dict, outputs: dict, prelude: str = "") -> dict:
-    code = CHILD.format(bench=str(C.BENCH), prelude=prelude, stage=stage, raw=json.dumps(raw),
+    code = CHILD.format(bench=str(BENCH), prelude=prelude, stage=stage, raw=json.dumps(raw),
                         inputs=json.dumps({k: str(v) for k, v in inputs.items()}),
                         outputs=json.dumps({k: str(v) for k, v in outputs.items()}))
-    env = {**C.child_env(C.THREADS), "KDFLOW_PROGRESS": "lines", "KDFLOW_PROGRESS_SECONDS": "30"}
+    env = {**child_env(THREADS), "KDFLOW_PROGRESS": "lines", "KDFLOW_PROGRESS_SECONDS": "30"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if p.returncode:
         raise RuntimeError(f"{stage} failed ({p.returncode}): {p.stderr[-3000:]}")
@@ -297,7 +303,7 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     from kdflow.data.module import load_info
 
     n = SIZES[size]
-    scratch = C.setup()
+    scratch = setup()
     load_before = os.getloadavg()
     big = image_set(10 * n)
     small = subset(big, n)
@@ -308,7 +314,7 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     (scratch / "conv").mkdir()
     conv = soft_targets_child(params(small, n), data_n, TEACHER, scratch / "conv")
     st_rate = conv["samples_per_second"]
-    torch.set_num_threads(C.THREADS)
+    torch.set_num_threads(THREADS)
     raw_inf = raw_inference(scratch / "conv" / "teacher", data_n, min(n, 4096), 256)
     limit = {"full": 6000, "quick": 2000, "dry": 200}[size]
     loaders = loader_rates(small, data_n, limit, 2 if size != "dry" else 1)
@@ -334,42 +340,42 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
              f"{rss['N'][stage]['seconds']:.0f} / {rss['10N'][stage]['seconds']:.0f}")
             for stage in ("prepare", "soft_targets", "distill")]
     rows.append(("**peak of the three**", f"{peak['N']:,.0f}", f"{peak['10N']:,.0f}",
-                 f"**{growth:.2f}×** (target ≤ 1.2×: {C.verdict(targets['peak RSS growth N→10N ≤ 1.2×'])})", "",
+                 f"**{growth:.2f}×** (target ≤ 1.2×: {verdict(targets['peak RSS growth N→10N ≤ 1.2×'])})", "",
                  f"{anon['N']:,.0f} / {anon['10N']:,.0f} ({anon_growth:.2f}×)", "", ""))
     load = f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores, shared)"
-    return C.finish("streaming", [
+    return finish("streaming", [
         f"### Streaming data — {n:,} and {10 * n:,} generated {HW}×{HW} RGB JPEGs, {load}",
         f"Peak RSS: each stage in its own process, streaming format, small conv teacher/student {SMALL['kwargs']}.",
-        C.table(["stage (own process)", f"peak RSS MB, N={n:,}", f"peak RSS MB, 10N={10 * n:,}", "growth",
+        table(["stage (own process)", f"peak RSS MB, N={n:,}", f"peak RSS MB, 10N={10 * n:,}", "growth",
                  "loader-worker peak MB N / 10N", "anonymous peak MB N / 10N",
                  "file-backed peak MB N / 10N (mmap, reclaimable)", "seconds N / 10N"], rows),
-        C.table(["loader (decode + random-resized-crop + flip, 2 workers, batch 128)", "samples/s (best of runs)",
+        table(["loader (decode + random-resized-crop + flip, 2 workers, batch 128)", "samples/s (best of runs)",
                  "ratio"], [
             ("plain PIL + `DataLoader` over the JPEG files", f"{best_plain:,.0f}", "1.00"),
             ("kdflow streaming loader (Arrow splits)", f"{best_stream:,.0f}",
              f"{best_stream / best_plain:.2f} (target ≥ 0.8: "
-             f"{C.verdict(targets['streaming loader ≥ 0.8× plain PIL + DataLoader'])})"),
+             f"{verdict(targets['streaming loader ≥ 0.8× plain PIL + DataLoader'])})"),
             ("default image student's training step (cnn2d, 2 threads, no loading)", f"{step:,.0f}",
              f"loader / step = {best_stream / step:.2f} (target ≥ 1: "
-             f"{C.verdict(targets['streaming loader ≥ student step rate'])})")]),
-        C.table([f"teacher {TEACHER['name']} {TEACHER['kwargs']}", "samples/s", "ratio"], [
+             f"{verdict(targets['streaming loader ≥ student step rate'])})")]),
+        table([f"teacher {TEACHER['name']} {TEACHER['kwargs']}", "samples/s", "ratio"], [
             ("raw batched inference, eager (decoded tensors in memory)", f"{raw_inf['eager']:,.0f}",
              f"{raw_inf['eager'] / fastest:.2f}"),
             ("raw batched inference, channels_last", f"{raw_inf['channels_last']:,.0f}",
              f"{raw_inf['channels_last'] / fastest:.2f}"),
             ("soft_targets stage on the N set (decode in 2 workers + inference + store; stage's own timing)",
              f"{st_rate:,.0f}", f"{st_rate / fastest:.2f} of the fastest (target ≥ 0.9: "
-             f"{C.verdict(targets['soft targets ≥ 0.9× fastest raw inference'])})")]),
+             f"{verdict(targets['soft targets ≥ 0.9× fastest raw inference'])})")]),
     ], {"size": size, "n": n, "rss": rss, "peak_rss_mb": peak, "rss_growth": growth,
         "anon_peak_mb": anon, "anon_growth": anon_growth, "loader": loaders,
         "student_step_samples_per_s": step, "raw_inference": raw_inf, "soft_targets_samples_per_s": st_rate,
         "soft_targets_conv_teacher": conv, "models": {"rss_runs": SMALL, "teacher": TEACHER, "student": STUDENT},
         "load_average": {"before": load_before, "after": load_after}, "targets": targets},
-        C.loaded(), results, scratch, keep)
+        loaded(), results, scratch, keep)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return C.run_main(run, argv, __doc__)
+    return run_main(run, argv, __doc__)
 
 
 if __name__ == "__main__":

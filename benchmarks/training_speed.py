@@ -24,7 +24,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from harness.cli import run_main  # noqa: E402
+from harness.clocks import CpuClock, latest_run_epochs  # noqa: E402
+from harness.env import ROOT, THREADS, child_env, cleanup, setup  # noqa: E402
+from harness.fixtures import speed_fixture  # noqa: E402
+from harness.machine import loaded  # noqa: E402
+from harness.profiles import ROLES_TRAIN, with_overrides  # noqa: E402
+from harness.results import finish  # noqa: E402
+from harness.stages import stage  # noqa: E402
+from harness.tables import table, verdict  # noqa: E402
 
 SIZES = {"full": (60_000, 3, 2), "quick": (20_000, 3, 1), "dry": (1_000, 2, 1)}  # (samples, epochs per run, rounds)
 MODES = {  # key: (what, stage, overrides)
@@ -53,11 +61,11 @@ def _validate(model, xv, yv) -> None:
 
 
 def lightning_epochs(raw: dict, key: str, data: Path, teacher: Path, store: Path, work: Path,
-                     clock: C.CpuClock) -> dict[str, list[float]]:
+                     clock: CpuClock) -> dict[str, list[float]]:
     _, name, overrides = MODES[key]
     ins = {"data": data, "teacher": teacher, "soft_targets": store}
-    C.stage(name, C.with_overrides(raw, overrides), ins, {"model": work / f"model-{key}"})
-    return C.latest_run_epochs(raw, clock)
+    stage(name, with_overrides(raw, overrides), ins, {"model": work / f"model-{key}"})
+    return latest_run_epochs(raw, clock)
 
 
 def kdflow_optimizer(model, t, total_steps: int):
@@ -167,7 +175,7 @@ def _timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
     """(wall s, CPU s of the process and its children, stdout) of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=C.ROOT)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{done.stderr[-2000:]}")
@@ -178,14 +186,14 @@ def _timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
 def cli_round(raw: dict, stage: str, params: Path, data: Path, store: Path, work: Path, epochs: int) -> dict:
     """One `kdflow <stage>` process and one plain-loop process, back to back: whole-process wall/CPU seconds
     (start-up included) and steady-state epoch seconds (the stage's from its MLflow run)."""
-    env = {**C.child_env(C.THREADS), "KDFLOW_PROGRESS": "lines"}  # what a pod log or `dvc repro > log` gets
+    env = {**child_env(THREADS), "KDFLOW_PROGRESS": "lines"}  # what a pod log or `dvc repro > log` gets
     cmd, _, extra = CLI[stage]
     args = [a.format(store=store) for a in extra]
     out = {}
     wall, cpu, _ = _timed([sys.executable, "-m", "kdflow.cli", cmd, "--params", str(params), "--data", str(data),
                            *args, "--out", str(work / f"cli-{stage}")], env)
-    C.cleanup(work / f"cli-{stage}")
-    epochs_s = C.latest_run_epochs(raw, None)["wall"]
+    cleanup(work / f"cli-{stage}")
+    epochs_s = latest_run_epochs(raw, None)["wall"]
     out["stage"] = {"wall": wall, "cpu": cpu, "epochs": epochs_s}
     wall, cpu, stdout = _timed([sys.executable, str(Path(__file__).resolve()), "--plain-child", stage, str(params),
                                 str(data), str(epochs), str(store), str(work / "plain.pt")], env)
@@ -194,29 +202,29 @@ def cli_round(raw: dict, stage: str, params: Path, data: Path, store: Path, work
 
 
 def cli_section(raw: dict, data: Path, store: Path, work: Path, epochs: int, rounds: int) -> tuple[str, dict]:
-    raw = C.with_overrides(raw, {f"{sec}.epochs": epochs for sec in C.ROLES_TRAIN} |
-                           {f"{sec}.progress_bar": True for sec in C.ROLES_TRAIN})
+    raw = with_overrides(raw, {f"{sec}.epochs": epochs for sec in ROLES_TRAIN} |
+                           {f"{sec}.progress_bar": True for sec in ROLES_TRAIN})
     params = work / "params-cli.yaml"
     import yaml
 
     params.write_text(yaml.safe_dump(raw))
     got: dict[str, list[dict]] = {s: [] for s in CLI}
     for _ in range(rounds):  # interleaved: every stage and its plain loop once per round
-        for stage in CLI:
-            got[stage].append(cli_round(raw, stage, params, data, store, work, epochs))
+        for name in CLI:
+            got[name].append(cli_round(raw, name, params, data, store, work, epochs))
     rows, doc = [], {}
-    for stage, runs in got.items():
+    for name, runs in got.items():
         best = {k: {"whole": min(r[k]["wall"] for r in runs), "cpu": min(r[k]["cpu"] for r in runs),
                     "epoch": min(e for r in runs for e in r[k]["epochs"])} for k in ("stage", "plain")}
         speed = {k: best["plain"][k] / best["stage"][k] for k in ("epoch", "whole", "cpu")}
-        doc[stage] = {"best": best, "speed_vs_plain": speed, "runs": runs}
-        rows.append((f"kdflow {CLI[stage][0]}", f"{best['stage']['epoch']:.2f}", f"{best['plain']['epoch']:.2f}",
+        doc[name] = {"best": best, "speed_vs_plain": speed, "runs": runs}
+        rows.append((f"kdflow {CLI[name][0]}", f"{best['stage']['epoch']:.2f}", f"{best['plain']['epoch']:.2f}",
                      f"{speed['epoch']:.2f}×", f"{best['stage']['whole']:.1f}", f"{best['plain']['whole']:.1f}",
                      f"{speed['whole']:.2f}×", f"{speed['cpu']:.2f}×",
-                     f"≥ 0.9× (steady epoch): {C.verdict(speed['epoch'] >= 0.9)}"))
+                     f"≥ 0.9× (steady epoch): {verdict(speed['epoch'] >= 0.9)}"))
     md = (f"### Stages as users run them — `kdflow <stage>` processes vs a plain PyTorch script, {epochs} epochs, "
           f"best of {rounds} interleaved rounds\n\n"
-          + C.table(["stage", "stage epoch (s)", "plain epoch (s)", "speed vs plain (epoch)", "stage whole (s)",
+          + table(["stage", "stage epoch (s)", "plain epoch (s)", "speed vs plain (epoch)", "stage whole (s)",
                      "plain whole (s)", "speed vs plain (whole, wall)", "speed vs plain (whole, CPU)", "target"], rows)
           + "\n\nSpeed = plain seconds / stage seconds (1.0× = as fast as the hand-written loop). Whole = the "
             "process from launch to exit (imports, data load, MLflow run, checkpoints, model save included).")
@@ -225,16 +233,16 @@ def cli_section(raw: dict, data: Path, store: Path, work: Path, epochs: int, rou
 
 def run(size: str, results: Path, keep: bool = False) -> dict:
     samples, epochs, rounds = SIZES[size]
-    scratch = C.setup()
-    loaded = C.loaded()
-    raw, data, teacher = C.speed_fixture(scratch, samples)
-    per_run = {f"{sec}.epochs": epochs for sec in C.ROLES_TRAIN} | {"distill.use_transfer": False}
-    raw = C.with_overrides(raw, per_run)
+    scratch = setup()
+    busy = loaded()
+    raw, data, teacher = speed_fixture(scratch, samples)
+    per_run = {f"{sec}.epochs": epochs for sec in ROLES_TRAIN} | {"distill.use_transfer": False}
+    raw = with_overrides(raw, per_run)
     store = scratch / "soft_targets"
-    C.stage("soft_targets", raw, {"data": data, "teacher": teacher}, {"soft_targets": store})
+    stage("soft_targets", raw, {"data": data, "teacher": teacher}, {"soft_targets": store})
     kinds = ("wall", "cpu")
     epochs_s: dict[str, dict[str, list[float]]] = {k: {kind: [] for kind in kinds} for k in (*MODES, "plain")}
-    clock = C.CpuClock()
+    clock = CpuClock()
     for _ in range(rounds):
         for key in epochs_s:
             got = (plain_epochs(raw, data, epochs) if key == "plain"
@@ -247,32 +255,32 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     pairs = {"b/a (KD cached / hard)": ("b", "a", 1.05), "c/a (KD online / hard)": ("c", "a", None),
              "Lightning / plain": ("a", "plain", 1.05)}
     ratios = {name: {kind: best[x][kind] / best[y][kind] for kind in kinds} for name, (x, y, _) in pairs.items()}
-    judge = "cpu" if loaded else "wall"
+    judge = "cpu" if busy else "wall"
     targets = {name: ratios[name][judge] <= limit for name, (_, _, limit) in pairs.items() if limit}
     what = {**{k: MODES[k][0] for k in MODES}, "plain": "hand-written PyTorch loop, hard labels"}
     rows = [(f"({k if k != 'plain' else 'd'}) {what[k]}", f"{best[k]['wall']:.2f}", f"{best[k]['cpu']:.2f}",
              f"{samples / best[k]['wall']:,.0f}") for k in epochs_s]
     ratio_rows = [(name, f"{ratios[name]['wall']:.3f}", f"{ratios[name]['cpu']:.3f}",
-                   f"≤ {limit} on {judge}: {C.verdict(targets[name])}" if limit else "—")
+                   f"≤ {limit} on {judge}: {verdict(targets[name])}" if limit else "—")
                   for name, (_, _, limit) in pairs.items()]
-    return C.finish("training_speed", [
-        f"### Training cost — student MLP 800-800, {samples:,} samples 28×28, batch 128, {C.THREADS} threads",
-        C.table(["student epoch (fastest of " f"{rounds * (epochs - 1)})", "wall s", "CPU s", "samples/s"], rows),
-        C.table(["ratio", "wall", "CPU", "target"], ratio_rows),
+    return finish("training_speed", [
+        f"### Training cost — student MLP 800-800, {samples:,} samples 28×28, batch 128, {THREADS} threads",
+        table(["student epoch (fastest of " f"{rounds * (epochs - 1)})", "wall s", "CPU s", "samples/s"], rows),
+        table(["ratio", "wall", "CPU", "target"], ratio_rows),
         cli_md,
     ], {"stages_as_run": cli_doc,
         "size": size, "samples": samples, "epochs_per_run": epochs, "rounds": rounds, "epoch_seconds": epochs_s,
         "best_epoch_seconds": best, "ratios": ratios, "judged_on": judge, "targets": targets},
-        loaded, results, scratch, keep)
+        busy, results, scratch, keep)
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--plain-child":
         stage, params, data, epochs, store, out = sys.argv[2:8]
-        C.cleanup(C.setup())
+        cleanup(setup())
         print(json.dumps(plain_child(Path(params), Path(data), stage, int(epochs), Path(store), Path(out))))
         return 0
-    return C.run_main(run, argv, __doc__)
+    return run_main(run, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,14 @@ import torch
 from tests.helpers import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-import common as C  # noqa: E402
 import hinton_mnist  # noqa: E402
 import quality  # noqa: E402
 import run_all  # noqa: E402
 import training_speed  # noqa: E402
+from harness.env import PROFILES, TELEMETRY_OFF  # noqa: E402
+from harness.profiles import load_profile  # noqa: E402
+from harness.stats import pm  # noqa: E402
+from harness.tables import table  # noqa: E402
 
 import methods  # noqa: E402
 
@@ -23,24 +26,24 @@ import methods  # noqa: E402
 @pytest.fixture
 def isolated(monkeypatch):
     """`common.setup` points MLflow at its own store and sets torch threads: undo both afterwards."""
-    for key in ("MLFLOW_TRACKING_URI", *C.TELEMETRY_OFF):
+    for key in ("MLFLOW_TRACKING_URI", *TELEMETRY_OFF):
         monkeypatch.setenv(key, os.environ.get(key, ""))
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("name", ["default", *sorted(p.stem for p in C.PROFILES.glob("*.yaml"))])
+@pytest.mark.parametrize("name", ["default", *sorted(p.stem for p in PROFILES.glob("*.yaml"))])
 def test_every_profile_validates_at_every_size(name):
     from kdflow.config import validate
 
     for size in quality.SIZES:
-        validate(quality.sized(C.load_profile(name), size, None), name)
+        validate(quality.sized(load_profile(name), size, None), name)
 
 
 def test_tables_and_targets():
-    assert C.pm([0.98, 0.99, 1.0], 100) == "99.00 ± 1.00" and C.pm([0.5], 100) == "50.00"
-    assert C.table(["a", "b"], [(1, 2)]).splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+    assert pm([0.98, 0.99, 1.0], 100) == "99.00 ± 1.00" and pm([0.5], 100) == "50.00"
+    assert table(["a", "b"], [(1, 2)]).splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
     run = {"teacher.accuracy": 0.99, "baseline.accuracy": 0.97, "student.accuracy": 0.988, "teacher.params": 1000,
            "student.params": 40, "retention": 0.998, "kd_gain": 0.018, "compression": 25.0, "speedup": 6.0,
            "throughput_ratio": 6.0, "test_samples": 1000}
@@ -60,7 +63,7 @@ def test_hinton_mnist_table_gap_and_cpu_critical_path():
     res = {"runs": [run(0, 140, 80), run(1, 150, 76), run(2, 146, 75)], "test_samples": 10_000, "jobs": 2,
            "threads_per_job": 1, "seconds": 1500, "counts": {"train": 55_000, "val": 5_000},
            "teacher_cpu_seconds": {"train_teacher": 900.0, "soft_targets": 5.0}, "teacher_val_acc_curve": [0.97, 0.99]}
-    raw = C.load_profile("hinton-mnist")
+    raw = load_profile("hinton-mnist")
     md, closed = hinton_mnist.report(res, raw)
     assert closed == pytest.approx((145.33 - 77) / (145.33 - 70), abs=1e-3) and "target ≥ 80 %: met" in md
     assert "| student alone | 784-800-800-10, no regularization | 1,276,810 | 30 | 145.3 ± 5.0 |" in md
@@ -110,3 +113,42 @@ def test_run_all_collect_stamps_each_section(tmp_path):
     text = (tmp_path / "TABLES.md").read_text()
     assert "### A\n\n| a |\n\n_a.json: d1 · cpu-x · 2 cores · torch 2.13 · load average at the end 1.5_" in text
     assert "### b: no tables stored" in text and (REPO / "README.md").read_text() == readme
+
+
+def test_run_all_runs_accuracy_side_by_side_then_timing_alone(tmp_path, monkeypatch):
+    """Real subprocesses: the two accuracy lanes overlap, the timing benchmark starts after both, and
+    run_all.json records every wall time and the total against the budget."""
+    script = tmp_path / "fake.py"
+    script.write_text(
+        "import json, sys, time\nname = sys.argv[1]\ntime.sleep(float(sys.argv[2]))\n"
+        "out = sys.argv[sys.argv.index('--results') + 1]\n"
+        "open(f'{out}/{name}.json', 'w').write(json.dumps({'markdown': f'### {name}'}))\n")
+    monkeypatch.setattr(run_all, "plan", lambda: {
+        "a": run_all.Bench(str(script), ["a", "1.5"], "a", run_all.ACCURACY, lane=0),
+        "b": run_all.Bench(str(script), ["b", "0.2"], "b", run_all.ACCURACY, lane=1),
+        "c": run_all.Bench(str(script), ["c", "0.2"], "c", run_all.TIMING)})
+    assert run_all.main(["--dry", "--results", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "run_all.json").read_text())
+    a, b, c = (doc["benchmarks"][k] for k in "abc")
+    assert b["start_s"] < a["start_s"] + a["seconds"]  # side by side
+    assert c["start_s"] >= a["start_s"] + a["seconds"] - 0.1 and c["lane"] is None  # after, alone
+    assert doc["met"] and doc["total_seconds"] >= a["seconds"] + c["seconds"] - 0.1
+    text = (tmp_path / "TABLES.md").read_text()
+    assert "### a" in text and "### c" in text and "| **total** |" in text and "budget ≤ 5 min: met" in text
+
+
+def test_quality_cache_key_and_store(tmp_path):
+    """The shared-artifact key follows what builds the teacher (not the student), and a stored entry is found."""
+    raw = quality.sized(load_profile("mnist1d"), "full", None)
+    key = quality.shared_key(raw)
+    assert quality.shared_key(quality.with_overrides(raw, {"distill.temperature": 2.0})) == key
+    assert quality.shared_key(quality.with_overrides(raw, {"teacher.train.epochs": 3})) != key
+    assert quality.shared_key(quality.with_overrides(raw, {"data.transfer_size": 10})) != key
+    assert quality.cacheable(raw) and not quality.cacheable({"data": {"source": "npz:/x.npz"}})
+    built = {k: tmp_path / "built" / k for k in ("data", "teacher")}
+    for path in built.values():
+        path.mkdir(parents=True)
+        (path / "f").write_text("x")
+    assert quality.cached(tmp_path / "cache", key) is None
+    got = quality.store(tmp_path / "cache", key, built)
+    assert got == quality.cached(tmp_path / "cache", key) and (got["teacher"] / "f").read_text() == "x"
