@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.cli import add_common_args, size_of  # noqa: E402
 from harness.env import BENCH, RESULTS, ROOT, THREADS, child_env  # noqa: E402
+from harness.goals import goals_table  # noqa: E402
 from harness.machine import machine  # noqa: E402
 from harness.results import write_result  # noqa: E402
 from harness.tables import table, verdict  # noqa: E402
@@ -109,7 +110,7 @@ def markdown_of(name: str, results: Path, stdout: str) -> str:
 
 def collect(names: list[str], results: Path) -> int:
     """TABLES.md from benchmarks run separately, each section stamped with its own date, machine and load."""
-    parts = ["# kdflow benchmarks (collected from separate runs)"]
+    parts = ["# kdflow benchmarks (collected from separate runs)", goals_section(results, names)]
     for name in names:
         doc = json.loads((results / f"{name}.json").read_text())
         m = doc["machine"]
@@ -118,6 +119,12 @@ def collect(names: list[str], results: Path) -> int:
                      f"{m['torch']} · load average at the end {m['load_avg_1m']:.1f}_")
     publish("\n\n".join(parts), results)
     return 0
+
+
+def goals_section(results: Path, names: list[str]) -> str:
+    """Every goal beside its measured value, read back from the results JSON (`harness.goals`)."""
+    md = goals_table(results, names)
+    return f"### Goals — measured value beside each goal\n\n{md}" if md else ""
 
 
 def publish(text: str, results: Path) -> None:
@@ -195,13 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     time_md = ("### Time taken\n\n" + timing + "\n\nAccuracy benchmarks share the cores (their results are "
                "accuracies; the latency columns they print are ratios measured in one process); timing benchmarks "
                "ran alone. A 1-min load average above the core count means other work shared the machine.")
-    publish("\n\n".join([head, *sections, time_md]), a.results)
     write_result("run_all", {
         "size": size, "target": target, "total_seconds": round(total, 1), "budget_minutes": BUDGET_MIN[size],
         "met": ok, "failed": failed, "markdown": time_md,
+        "targets": {f"{target} wall time (min)": {"value": round(total / 60, 1), "target": f"<= {BUDGET_MIN[size]}",
+                                                  "met": ok}},
         "benchmarks": {n: {"kind": b.kind, "lane": b.lane if b.kind == ACCURACY else None,
                            **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in b.out.items()
                               if k != "stdout"}} for n, b in benches.items()}}, a.results)
+    goals = goals_section(a.results, [*(b.results for b in benches.values()), "run_all"])
+    publish("\n\n".join(x for x in [head, goals, *sections, time_md] if x), a.results)
     return 1 if failed else 0
 
 

@@ -152,3 +152,19 @@ def test_quality_cache_key_and_store(tmp_path):
     assert quality.cached(tmp_path / "cache", key) is None
     got = quality.store(tmp_path / "cache", key, built)
     assert got == quality.cached(tmp_path / "cache", key) and (got["teacher"] / "f").read_text() == "x"
+
+
+def test_goals_table_reads_every_shape_of_target(tmp_path):
+    from harness.goals import goal_rows, goals_table
+
+    assert goal_rows("s", {"targets": {"p99_ms": {"value": 32.2, "target": "<= 25", "met": False}}}) == [
+        ("s", "p99_ms <= 25", "32.2", "MISSED")]
+    assert goal_rows("t", {"targets": [{"target": "retention", "goal": "≥ 0.97", "measured": 0.959, "met": False}]}) \
+        == [("t", "retention ≥ 0.97", "0.959", "MISSED")]
+    md = ("| ratio | wall | CPU | target |\n|---|---|---|---|\n"
+          "| Lightning / plain | 1.16 | 1.15 | ≤ 1.05 on wall: MISSED |")
+    assert goal_rows("ts", {"markdown": md}) == [("ts", "Lightning / plain: ≤ 1.05 on wall", "1.16 · 1.15", "MISSED")]
+    md = "| data | target | result |\n|---|---|---|\n| digits | retention ≥ 99 % | 99.2% → met |"
+    assert goal_rows("q", {"markdown": md}) == [("q", "digits: retention ≥ 99 %", "99.2%", "met")]
+    (tmp_path / "q.json").write_text(json.dumps({"markdown": md, "date": "2026-12-05 20:00"}))
+    assert "| q | digits: retention ≥ 99 % | 99.2% | met | 2026-12-05 |" in goals_table(tmp_path, ["q", "missing"])
