@@ -61,9 +61,13 @@ lint: setup
 dvc-yaml: setup
 	kdflow dvc-yaml
 
+# Every benchmark (≤ 30 min on 2 cores): accuracy runs side by side, then timing runs alone; tables in
+# benchmarks/results/TABLES.md + README, wall times in results/run_all.json. Teachers of generated data
+# are cached by content hash in benchmarks/results/tmp/cache (`rm -rf` it for a cold run).
 bench: setup benchdeps
 	$(PY) benchmarks/run_all.py
 
+# Small sizes, ≤ 5 min; results in benchmarks/results/quick/ (the full run's stay as they are).
 bench-quick: setup benchdeps
 	$(PY) benchmarks/run_all.py --quick
 
