@@ -4,7 +4,8 @@ Benchmarks store goals in a few shapes; each is read as it is:
 - `targets: {name: {"value": v, "target": "<= 25", "met": bool}}` (serving, rollback)
 - `targets: [{"target": name, "goal": g, "measured": v, "met": bool}]` (text)
 - `target`/`measured`/`target_met` (streaming)
-- otherwise the rows of its markdown tables whose last cell ends in a verdict (`… → met`, `…: MISSED`).
+- otherwise the rows of its markdown tables whose last cell ends in a verdict (`… → met`, `…: MISSED`), and
+  sentences with a bold measured value and `target …: met|MISSED` after it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from .tables import table, verdict
 
 _VERDICT = re.compile(r"(.*?)[\s:→]*\b(met|MISSED)\W*$")
+# "Distillation closes **50%** of the gap …; target ≥ 80 %: MISSED"
+_SENTENCE = re.compile(r"([^.*]*)\*\*([^*]+)\*\*[^*]*?target ([^:;]+?):\s*\**(met|MISSED)")
 
 
 def _num(v) -> str:
@@ -37,6 +40,8 @@ def goal_rows(name: str, doc: dict) -> list[tuple[str, str, str, str]]:
     for line in (doc.get("markdown") or "").splitlines():
         if not line.startswith("|"):
             header = []
+            rows += [(name, f"{m.group(1).strip()} … target {m.group(3).strip()}", m.group(2),
+                      verdict(m.group(4) == "met")) for m in _SENTENCE.finditer(line)]
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if not header:

@@ -168,3 +168,5 @@ def test_goals_table_reads_every_shape_of_target(tmp_path):
     assert goal_rows("q", {"markdown": md}) == [("q", "digits: retention ≥ 99 %", "99.2%", "met")]
     (tmp_path / "q.json").write_text(json.dumps({"markdown": md, "date": "2026-12-05 20:00"}))
     assert "| q | digits: retention ≥ 99 % | 99.2% | met | 2026-12-05 |" in goals_table(tmp_path, ["q", "missing"])
+    line = "Distillation closes **50%** of the gap (Hinton 2015: 91%); target ≥ 80 %: MISSED"
+    assert goal_rows("h", {"markdown": line}) == [("h", "Distillation closes … target ≥ 80 %", "50%", "MISSED")]
