@@ -209,3 +209,15 @@ def test_server_returns_the_students_embeddings(chain):
         assert got.shape == (2, spec["embedding_dim"]) and "predictions" not in r.json()
         r = httpx.post(f"{url}/predict", json={"instances": []})
         assert r.status_code == 422 and "non-empty list" in r.json()["error"]
+
+
+def test_embedding_profile_compiles_to_the_same_kubeflow_pipeline(tmp_path):
+    """No pipeline code specific to embeddings: the SST-2 embedding profile compiles with the one pipeline."""
+    import yaml
+
+    from kdflow.kfp.entrypoints import compile_pipeline
+    from tests.helpers import REPO
+
+    raw = yaml.safe_load((REPO / "benchmarks" / "profiles" / "text-embed-sst2.yaml").read_text())
+    text = compile_pipeline(raw, tmp_path / "p.yaml", image="kdflow:test").read_text()
+    assert "encoder:models/all-MiniLM-L6-v2" in text and "embedding_cosine" in text
