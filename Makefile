@@ -77,7 +77,7 @@ bench-text: setup
 	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
 	$(PY) benchmarks/text.py $(BENCH_TEXT_ARGS)
 
-# SST-2: the sentence encoder all-MiniLM-L6-v2 distilled into a 4-layer encoder (docs/text.md); about 20 min
+# SST-2: the sentence encoder all-MiniLM-L6-v2 distilled into a 4-layer encoder (docs/text.md); ~20 min on a quiet machine (est.)
 bench-text-embed: setup
 	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
 	$(PY) benchmarks/text_embed.py $(BENCH_TEXT_EMBED_ARGS)

@@ -89,7 +89,7 @@ def report(m: dict, raw: dict, seconds: dict, load0, wall: float) -> None:
           f"({raw['distill']['train']['epochs']} epochs); load {load0[0]:.1f} → {os.getloadavg()[0]:.1f}, 2 CPUs")
     print(f"{'model':52} {'probe acc %':>11} {'cos→teacher':>11} {'cos p10':>8} {'params M':>9} "
           f"{'sent/s b32':>10} {'p50 b1 ms':>9}")
-    fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
+    fmt = lambda v, f: format("—", f">{f.split('.')[0]}s") if v is None else format(v, f)  # noqa: E731
     for r in rows:
         print(f"{r['model']:52} {fmt(r['probe_accuracy'] and 100 * r['probe_accuracy'], '11.2f')} "
               f"{fmt(r['cosine_to_teacher'], '11.3f')} {fmt(r['cosine_to_teacher_p10'], '8.3f')} "

@@ -18,7 +18,7 @@ from kdflow import tracking
 from kdflow.config import Params
 from kdflow.data.module import is_streaming, load_info, load_split
 from kdflow.io import atomic_dir, need
-from kdflow.stages.common import attach_tokenizer, check_task, train_on_labels
+from kdflow.stages.common import attach_tokenizer, check_task, ckpt_dir_for, train_on_labels
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
@@ -66,6 +66,7 @@ def import_teacher(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path
         with atomic_dir(out) as tmp:
             doc = save_imported(model, spec, loaded, tmp, **meta)
             attach_tokenizer(tmp, data)
+        ckpt_dir_for(outputs, out).mkdir(parents=True, exist_ok=True)  # a declared (persisted) DVC output
         tracking.set_tags({"kdflow.teacher.source_uri": src.uri,
                            "kdflow.teacher.source_sha256": lineage["source_sha256"][:5000]})
         summary = {"imported": src.uri, "params": doc["params"], "best_val_acc": acc, "seconds": seconds}
