@@ -435,6 +435,8 @@ class Params(Strict):
             return self
         problems = [m for bad, m in (
             (self.data.text is None, "data.text (a text dataset)"),
+            (self.data.text is not None and bool(self.data.text.student_tokenizer or self.data.text.student_vocab),
+             "the student to share the teacher's tokenizer (no data.text.student_tokenizer/student_vocab yet)"),
             (self.teacher.source is None, "teacher.source (a sentence encoder to import: encoder:<dir>)"),
             (self.student.model is not None and not isinstance(self.student.model.kwargs.get("dim"), int),
              "student.model.kwargs.dim: the teacher's embedding width (e.g. 384; the student projects to it)"),

@@ -178,6 +178,7 @@ def test_a_classifier_teacher_is_refused_for_the_embedding_task(chain, tmp_path)
     ({"finetune": {"train": {"epochs": 1}}}, "finetune.train.epochs: 0"),
     ({"soft_targets": {"topk": 4}}, "soft_targets.topk: null"),
     ({"register": {"gate": {"max_ece": 0.1}}}, "register.gate.max_ece"),
+    ({"data": {"text": {"column": "text", "tokenizer": "enc", "student_vocab": 500}}}, "share the teacher's tokenizer"),
 ])
 def test_bad_embedding_configs_fail_clearly(tmp_path, change, message):
     raw, _ = embed_raw(tmp_path, normalize=False)

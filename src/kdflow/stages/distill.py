@@ -110,6 +110,9 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     if d.word_embeddings == "teacher_pca":
         from kdflow.models.text_embed import pca_word_embeddings
 
+        if Path(data) != Path(need(inputs, "data", "distill")):
+            raise KdflowError("distill.word_embeddings: teacher_pca needs the student to share the teacher's "
+                              "vocabulary (the data has a student tokenizer)")
         teacher, _ = load_model(need(inputs, "teacher", "distill (word_embeddings: teacher_pca)"))
         source["init"] = pca_word_embeddings(student, teacher)
     section = {**d.model_dump(mode="json"), "mode": cfg.soft_targets.mode}
