@@ -20,7 +20,7 @@ endif
 # A VISION venv also stamps .installed, so a later plain `make test`/`make demo` does not downgrade torch.
 STAMP := $(VENV)/.installed$(if $(VISION),-vision)
 
-.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods bench-text compile run-local image push registry-set image-test clean bench-inference
+.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods bench-text bench-text-embed compile run-local image push registry-set image-test clean bench-inference
 
 setup: $(STAMP)
 
@@ -80,6 +80,11 @@ bench-hinton: setup
 bench-text: setup
 	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
 	$(PY) benchmarks/text.py $(BENCH_TEXT_ARGS)
+
+# SST-2: the sentence encoder all-MiniLM-L6-v2 distilled into a 4-layer encoder (docs/text.md); ~20 min on a quiet machine (est.)
+bench-text-embed: setup
+	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
+	$(PY) benchmarks/text_embed.py $(BENCH_TEXT_EMBED_ARGS)
 
 # Inference engine: model × backend × batch samples/s, auto's choice, two copies of one model timed alike.
 bench-inference: setup

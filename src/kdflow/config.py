@@ -248,6 +248,9 @@ class Distill(Strict):
     features: list[FeaturePair] = Field([], description="intermediate-layer terms (hint, attention); they run "
                                          "the teacher on every batch")
     from_sweep: str | None = Field(None, description="a `kdflow sweep` best.yaml whose distill values win")
+    word_embeddings: Literal["random", "teacher_pca"] = Field(
+        "random", description="text students: teacher_pca starts the student's word embeddings from the "
+        "teacher's (same vocabulary), reduced to the student's width by PCA; needs the teacher model")
     train: Train = Train()
 
     @model_validator(mode="after")
@@ -344,6 +347,10 @@ class Evaluate(Strict):
     throughput_batch: int = Field(256, ge=1)
     threads: int = Field(2, ge=1, description="torch/onnxruntime threads while timing: fixed, so runs compare")
     calibration_bins: int = Field(15, ge=2)
+    probe_c: float = Field(1.0, gt=0, description="task embedding: inverse L2 strength of the linear probe "
+                           "(logistic regression on standardized frozen embeddings)")
+    probe_train_samples: int = Field(20000, ge=10, description="task embedding: labeled train samples the "
+                                     "probe is fitted on (the first ones of the train split)")
 
 
 class Gate(Strict):
@@ -361,6 +368,9 @@ class Register(Strict):
 
 class Params(Strict):
     seed: int = 0
+    task: Literal["classification", "embedding"] = Field(
+        "classification", description="embedding: distill a sentence encoder (teacher.source encoder:<dir>, "
+        "student text-embed, an embedding_* loss; the store holds the teacher's embeddings; docs/text.md)")
     data: Data = Data()
     teacher: Role
     student: Role
@@ -405,6 +415,39 @@ class Params(Strict):
                 "distill.train.augment.enabled needs soft_targets.mode: online "
                 "(cached teacher logits do not match augmented inputs)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _task_consistent(self) -> Params:
+        from kdflow.losses.embedding import is_embedding_loss
+
+        emb = self.task == "embedding"
+        if is_embedding_loss(self.distill.loss) != emb:
+            raise ValueError(f"distill.loss '{self.distill.loss}' " + (
+                "is a classification loss but task is embedding: use embedding_mse or embedding_cosine" if emb else
+                "is an embedding loss: set task: embedding (or use a classification loss: kd, dkd)"))
+        student = self.student.model.name if self.student.model is not None else None
+        if (student == "text-embed") != emb and student is not None:
+            raise ValueError(f"student.model '{student}' " + (
+                "is not a sentence encoder: task embedding needs text-embed" if emb else
+                "is a sentence encoder: set task: embedding"))
+        if not emb:
+            return self
+        problems = [m for bad, m in (
+            (self.data.text is None, "data.text (a text dataset)"),
+            (self.data.text is not None and bool(self.data.text.student_tokenizer or self.data.text.student_vocab),
+             "the student to share the teacher's tokenizer (no data.text.student_tokenizer/student_vocab yet)"),
+            (self.teacher.source is None, "teacher.source (a sentence encoder to import: encoder:<dir>)"),
+            (self.student.model is not None and not isinstance(self.student.model.kwargs.get("dim"), int),
+             "student.model.kwargs.dim: the teacher's embedding width (e.g. 384; the student projects to it)"),
+            (self.soft_targets.topk is not None, "soft_targets.topk: null (embeddings are stored whole)"),
+            (bool(self.distill.features), "no distill.features"),
+            (self.finetune.train.epochs > 0, "finetune.train.epochs: 0 (hard-label fine-tuning does not apply "
+                                              "to an encoder)"),
+            (self.register.gate.max_ece is not None, "no register.gate.max_ece (an encoder has no calibration)"),
+        ) if bad]
+        if problems:
+            raise ValueError("task: embedding needs " + "; ".join(problems))
         return self
 
     def digest(self) -> str:

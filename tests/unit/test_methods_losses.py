@@ -146,7 +146,8 @@ def test_mean_logits_combiner_by_hand():
 
 
 def test_registries_list_every_method():
-    assert set(LOSSES) == {"kd", "dkd"} and set(FEATURE_LOSSES) == {"hint", "attention", "attention_probs"}
+    assert set(LOSSES) == {"kd", "dkd", "embedding_mse", "embedding_cosine"}
+    assert set(FEATURE_LOSSES) == {"hint", "attention", "attention_probs"}
     assert set(COMBINERS) == {"mean_prob", "mean_logits"}
 
 
@@ -162,7 +163,8 @@ def test_named_terms_sum_to_the_loss_by_hand():
 
 
 def test_unknown_names_and_bad_params_fail_when_params_load():
-    with pytest.raises(KdflowError, match="unknown distill.loss 'fitnet'; allowed: dkd, kd"):
+    allowed = "dkd, embedding_cosine, embedding_mse, kd"
+    with pytest.raises(KdflowError, match=f"unknown distill.loss 'fitnet'; allowed: {allowed}"):
         tiny_cfg(distill__loss="fitnet")
     with pytest.raises(KdflowError, match="distill.loss 'dkd' params: nckdd: Extra inputs.*valid keys: tckd, nckd"):
         tiny_cfg(distill__loss="dkd", distill__loss_params={"nckdd": 2})

@@ -163,3 +163,18 @@ class DistillModule(ClassifierModule):
         if self.teacher is not None:
             self.teacher.eval()  # the teacher stays in eval mode (BatchNorm stats, dropout off)
         return self
+
+
+class EmbeddingDistillModule(DistillModule):
+    """A sentence encoder distilled on the teacher's embeddings (`task: embedding`). Validation reports the loss
+    and, as `val_acc` (what checkpointing and early stopping watch), the mean cosine to the teacher's val
+    embeddings."""
+
+    def validation_step(self, batch, batch_idx):
+        x, y, ids = batch
+        student = self.model(x).float()
+        teacher = self.teacher_logits(x, ids)
+        terms = self.loss_fn(student, teacher, y, self.cfg.temperature, self.cfg.alpha, self.loss_params)
+        self.log("val_loss", sum(terms.values()), prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log("val_acc", F.cosine_similarity(student, teacher.float(), dim=1).mean(), prog_bar=True,
+                 batch_size=len(y), sync_dist=True)

@@ -8,7 +8,15 @@ element of a tuple output is read), `token_mask` (fn takes `mask=`: padding left
 Importing this package registers every loss below; a new loss is one module + its import here.
 """
 
-from kdflow.losses import attention, attention_probs, dkd, ensemble, hint, kd  # noqa: F401  (registration on import)
+from kdflow.losses import (  # noqa: F401  (registration on import)
+    attention,
+    attention_probs,
+    dkd,
+    embedding,
+    ensemble,
+    hint,
+    kd,
+)
 from kdflow.losses.registry import (
     COMBINERS,
     FEATURE_LOSSES,

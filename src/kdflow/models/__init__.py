@@ -23,6 +23,7 @@ from kdflow.io import read_json, write_json
 from kdflow.models.archs import BUILTIN
 from kdflow.models.external import PREFIXED, build_prefixed
 from kdflow.models.text import TEXT_ARCHS
+from kdflow.models.text_embed import EMBED_ARCHS
 
 WEIGHTS = "model.pt"
 SPEC = "model.json"
@@ -48,11 +49,13 @@ def build_net(name: str, kwargs: dict[str, Any], input_shape: list[int], num_cla
             return BUILTIN[name](input_shape, num_classes, **kwargs)
         if name in TEXT_ARCHS:
             return TEXT_ARCHS[name](input_shape, num_classes, **kwargs)
+        if name in EMBED_ARCHS:
+            return EMBED_ARCHS[name](input_shape, num_classes, **kwargs)
         net = build_prefixed(name, kwargs, input_shape, num_classes)
     except TypeError as exc:
         raise KdflowError(f"model '{name}': bad kwargs {kwargs}: {exc}") from None
     if net is None:
-        allowed = ", ".join([*BUILTIN, *TEXT_ARCHS, *(f"{p}:<name>" for p in PREFIXED)])
+        allowed = ", ".join([*BUILTIN, *TEXT_ARCHS, *EMBED_ARCHS, *(f"{p}:<name>" for p in PREFIXED)])
         raise KdflowError(f"unknown model '{name}'; allowed: {allowed}")
     return net
 

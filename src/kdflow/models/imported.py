@@ -91,11 +91,17 @@ def _import_text(src: SourceOptions, info: dict, what: str, kind: SourceType, lo
     model = TextClassifier(loaded.net).eval()
     t = info["tokenizer"]
     ids = [t["cls_id"] if t["cls_id"] is not None else 1, 5, t["sep_id"] if t["sep_id"] is not None else 2]
-    _check_output(model, [], info, what, torch.tensor([ids, ids]))
-    _check_names(getattr(src, "classes", None) or loaded.classes, info, what)
+    task = {}
+    if loaded.embedding:  # a sentence encoder: vectors of any width, no classes to check
+        from kdflow.models.text_embed import EMBEDDING, embedding_dim
+
+        task = {"task": EMBEDDING, "embedding_dim": embedding_dim(model, info)}
+    else:
+        _check_output(model, [], info, what, torch.tensor([ids, ids]))
+        _check_names(getattr(src, "classes", None) or loaded.classes, info, what)
     spec: dict[str, Any] = {"name": loaded.name, "kwargs": loaded.kwargs, "input_shape": list(info["input_shape"]),
                             "num_classes": info["num_classes"], "classes": info["classes"], "mean": [0.0],
-                            "std": [1.0], **text_spec(info), "source": source_record(src, kind, loaded)}
+                            "std": [1.0], **text_spec(info), **task, "source": source_record(src, kind, loaded)}
     return model, spec, loaded
 
 

@@ -51,6 +51,7 @@ class Loaded:
     classes: list[str] | None = None   # class names in output order, when the model knows them
     program: Path | None = None        # an exported program file (no Python modules)
     params: int | None = None          # parameter count when the net cannot count its own
+    embedding: bool = False            # a sentence encoder: (batch, dim) vectors, not logits (task: embedding)
 
 
 Loader = Callable[[str, SourceOptions, dict], Loaded]
@@ -156,7 +157,8 @@ def _kdflow_dir(ref: str, src: SourceOptions, info: dict) -> Loaded:
     return Loaded(model.net, name=spec.get("name", ""), kwargs=spec.get("kwargs", {}),
                   digests=digest(path / SPEC, path / WEIGHTS, *([program] if program else [])),
                   input_shape=list(spec["input_shape"]), mean=spec["mean"], std=spec["std"],
-                  classes=spec.get("classes"), program=program, params=spec.get("params"))
+                  classes=spec.get("classes"), program=program, params=spec.get("params"),
+                  embedding=spec.get("task") == "embedding")
 
 
 def _mlflow(ref: str, src: SourceOptions, info: dict) -> Loaded:
@@ -229,3 +231,11 @@ def _layers(ref: str, src: SourceOptions, info: dict) -> Loaded:
     from kdflow.models.hf_text import layer_subset
 
     return layer_subset(ref, src, info)
+
+
+@register_source("encoder", "encoder:<Hugging Face encoder dir>: a sentence encoder (task: embedding), pooled as its "
+                 "sentence-transformers config says (mean by default); kwargs pooling, normalize")
+def _encoder(ref: str, src: SourceOptions, info: dict) -> Loaded:
+    from kdflow.models.text_embed import load_encoder
+
+    return load_encoder(Path(ref), src, info)

@@ -96,7 +96,10 @@ class Server:
             used = np.flatnonzero((x != served.spec["text"]["pad_id"]).any(0))
             x = x[:, : int(used[-1]) + 1 if len(used) else 1]
         with torch.inference_mode():
-            probs = torch.softmax(served.model(torch.from_numpy(x)), dim=1).numpy()
+            out = served.model(torch.from_numpy(x))
+        if served.spec.get("task") == "embedding":  # a sentence encoder: the vectors are the answer, no classes
+            return BatchResult(served, out.float().numpy(), np.zeros(len(out), np.int64))
+        probs = torch.softmax(out, dim=1).numpy()
         index = probs.argmax(1)
         self._versions[served.version].batch(probs[np.arange(len(index)), index], index)
         return BatchResult(served, probs, index)
@@ -154,6 +157,10 @@ class Server:
             return self._fail(500, f"prediction failed: {str(exc)[:200]}", served.version)
         served, index, probs = result.served, result.index[rows], result.probs[rows]
         request_id = secrets.token_hex(16)  # 128 random bits, as uuid4 gave, without building a UUID
+        if served.spec.get("task") == "embedding":  # no class, feedback or shadow agreement for vectors
+            body = dumps({"request_id": request_id, "model_version": served.version, "embeddings": list(probs)})
+            self._versions[served.version].predicted(time.perf_counter() - started)
+            return 200, body, request_id
         self.feedback.remember(request_id, Prediction(served.version, tuple(index.tolist()), served.classes))
         self.shadow.offer(served, x, index)
         classes = served.classes

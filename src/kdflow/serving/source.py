@@ -270,11 +270,12 @@ class Loader:
     def _finish(self, model, spec, name, version, refs, teacher_src, teacher_uri) -> Served:
         shape = tuple(int(d) for d in spec["input_shape"])
         classes = tuple(classes_of(spec))
-        teacher = self._teacher(teacher_src, spec) if teacher_src else None
+        embedding = spec.get("task") == "embedding"  # a sentence encoder answers with vectors: no shadow check
+        teacher = self._teacher(teacher_src, spec) if teacher_src and not embedding else None
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:  # token ids vary in length: text models run eager, untraced
             model = for_serving(model, spec, self.backend, self.jit)
-        smoke_test(model, shape, self.warm_rows, len(classes))
+        smoke_test(model, shape, self.warm_rows, int(spec["embedding_dim"]) if embedding else len(classes))
         dtype = "text" if tokenizer is not None else str(spec.get("input_dtype", "float32"))
         return Served(model, spec, name, str(version), classes, shape, dtype,
                       teacher, redact(teacher_uri) if teacher is not None and teacher_uri else None,

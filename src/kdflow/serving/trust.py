@@ -21,12 +21,13 @@ from kdflow.io import read_json
 from kdflow.models import SPEC, load_model
 from kdflow.models.archs import BUILTIN
 from kdflow.models.text import TEXT_ARCHS
+from kdflow.models.text_embed import EMBED_ARCHS
 
 ALLOWED_IMPORTS_ENV = "KDFLOW_ALLOWED_IMPORTS"
 ALLOWED_ROOTS_ENV = "KDFLOW_ALLOWED_LOCAL_ROOTS"
 REGISTRY_SCHEMES = ("runs:/", "models:/")
 # name/config-built, never import the spec's code
-SAFE_PREFIXES = ("torchvision", "timm", "hf-image", "hf-text", "program")
+SAFE_PREFIXES = ("torchvision", "timm", "hf-image", "hf-text", "hf-encoder", "program")
 
 
 def allowed_imports() -> tuple[str, ...]:
@@ -39,7 +40,7 @@ def check_spec(spec: dict, where: str) -> None:
     if not isinstance(name, str):
         raise KdflowError(f"{where}: model spec has no architecture name")
     prefix, sep, _ = name.partition(":")
-    if name in BUILTIN or name in TEXT_ARCHS or (sep and prefix in SAFE_PREFIXES):
+    if name in BUILTIN or name in TEXT_ARCHS or name in EMBED_ARCHS or (sep and prefix in SAFE_PREFIXES):
         return
     if prefix == "import":
         module = name.split(":")[1] if name.count(":") == 2 else ""

@@ -105,8 +105,26 @@ def train_on_labels(cfg: Params, stage: str, role: str, inputs: dict[str, Path],
     section = getattr(cfg, "teacher" if role == "teacher" else "student")
     seed_all(cfg.seed)
     model, spec = initial_model(section, load_info(data), role)
+    check_task(cfg, spec, f"{role} {spec['name']}")
+    if spec.get("task") == "embedding":  # no labels to learn from: the no-KD reference is the student as initialised
+        return save_untrained(cfg, stage, role, model, spec, data, outputs)
     module = ClassifierModule(model, section.train, cfg.seed)
     return train_and_save(cfg, stage, role, module, spec, section.train, data, outputs, section.model_dump(mode="json"))
+
+
+def save_untrained(cfg: Params, stage: str, role: str, model: torch.nn.Module, spec: dict, data_dir: Path,
+                   outputs: dict[str, Path]) -> dict:
+    """The model as built, written as an ordinary model directory (0 epochs)."""
+    out = need(outputs, "model", stage)
+    info = load_info(data_dir)
+    meta = {"role": role, "lineage": tracking.lineage(cfg, info["hash"]),
+            "training": {"epochs_run": 0, "best_val_acc": None, "seconds": 0.0, "untrained": True},
+            "inference": choose(model.eval(), spec)}
+    with atomic_dir(out) as tmp:
+        doc = save_model(model, tmp, spec, **meta)
+        attach_tokenizer(tmp, data_dir)
+    ckpt_dir_for(outputs, out).mkdir(parents=True, exist_ok=True)  # a declared (persisted) DVC output
+    return {"params": doc["params"], "untrained": True, "best_val_acc": None}
 
 
 def initial_model(section: Role, info: dict, role: str) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -115,12 +133,29 @@ def initial_model(section: Role, info: dict, role: str) -> tuple[torch.nn.Module
 
     if section.init_from is None:
         spec = spec_for(section.model, info)
-        return build_model(spec), spec
-    from kdflow.models.imported import import_model
+        model = build_model(spec)
+    else:
+        from kdflow.models.imported import import_model
 
-    model, spec, _ = import_model(section.init_from, info, f"{role}.init_from")
-    spec["init_from"] = spec.pop("source")
+        model, spec, _ = import_model(section.init_from, info, f"{role}.init_from")
+        spec["init_from"] = spec.pop("source")
+    if section.model is not None and section.model.name in EMBED_NAMES or spec.get("task") == "embedding":
+        from kdflow.models.text_embed import EMBEDDING, embedding_dim
+
+        spec |= {"task": EMBEDDING, "embedding_dim": embedding_dim(model, info)}
     return model.train(), spec
+
+
+EMBED_NAMES = ("text-embed",)  # registry models that output sentence vectors (kdflow.models.text_embed)
+
+
+def check_task(cfg: Params, spec: dict, what: str) -> None:
+    """A model's kind (classifier or sentence encoder) must match `task`: one clear error otherwise."""
+    kind = spec.get("task", "classification")
+    if kind != cfg.task:
+        raise KdflowError(f"{what} is a {'sentence encoder' if kind == 'embedding' else 'classifier'} but task is "
+                          f"{cfg.task}" + (": import the teacher with teacher.source encoder:<dir>"
+                                           if cfg.task == "embedding" else ": set task: embedding"))
 
 
 def seed_all(seed: int) -> None:

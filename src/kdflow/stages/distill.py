@@ -19,17 +19,19 @@ from kdflow.data.module import has_split, is_streaming, load_info, split_ids
 from kdflow.data.text import for_student
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
-from kdflow.lit.modules import DistillModule
+from kdflow.lit.modules import DistillModule, EmbeddingDistillModule
 from kdflow.logit_store import MANIFEST, MappedTable, count_missing, lookup_table
 from kdflow.models import build_model, load_model
-from kdflow.stages.common import check_classes, initial_model, need, seed_all, train_and_save
+from kdflow.stages.common import check_classes, check_task, initial_model, need, seed_all, train_and_save
 
 
 def offline_table(data: Path, store: Path, info: dict, use_transfer: bool) -> tuple[torch.Tensor, dict]:
     """The store as an id-indexed table, checked against the dataset (classes, coverage): dense in RAM for an
     in-memory dataset, memory-mapped from disk for a streaming one."""
     manifest = read_json(Path(store) / MANIFEST, "soft-target manifest")
-    if manifest["num_classes"] != info["num_classes"]:
+    if manifest.get("target") == "embedding":
+        pass  # a width, not a class count: checked against the student's embedding_dim
+    elif manifest["num_classes"] != info["num_classes"]:
         raise KdflowError(f"soft targets have {manifest['num_classes']} classes but the dataset has "
                           f"{info['num_classes']}: teacher/student class-count mismatch")
     table = MappedTable(store) if is_streaming(info) else lookup_table(store)
@@ -80,9 +82,16 @@ def build_module(cfg: Params, inputs: dict[str, Path], info: dict, spec: dict, t
                                   "combine": cfg.ensemble.combine}
     if d.features:
         source["features"] = [p.model_dump() for p in d.features]
-    module = DistillModule(student, d, seed, table=table, teacher=teacher, teacher_weights=weights,
-                           input_shape=list(spec["input_shape"]), combine=cfg.ensemble.combine,
-                           text=spec.get("text"))
+    if spec.get("task") == "embedding":
+        width = manifest.get("embedding_dim") if table is not None else tspec.get("embedding_dim")
+        if manifest is not None and manifest.get("target") != "embedding" or width != spec["embedding_dim"]:
+            raise KdflowError(f"the student outputs {spec['embedding_dim']}-d embeddings but the teacher signal is "
+                              + (f"{width}-d embeddings" if width else "logits (not a sentence encoder's)")
+                              + ": set student.model.kwargs.dim to the teacher's width")
+    module_cls = EmbeddingDistillModule if spec.get("task") == "embedding" else DistillModule
+    module = module_cls(student, d, seed, table=table, teacher=teacher, teacher_weights=weights,
+                        input_shape=list(spec["input_shape"]), combine=cfg.ensemble.combine,
+                        text=spec.get("text"))
     return module, source
 
 
@@ -96,7 +105,16 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     d = cfg.distill
     seed_all(cfg.seed)
     student, spec = initial_model(cfg.student, info, "student")
+    check_task(cfg, spec, f"student {spec['name']}")
     module, source = build_module(cfg, inputs, info, spec, student=student)
+    if d.word_embeddings == "teacher_pca":
+        from kdflow.models.text_embed import pca_word_embeddings
+
+        if Path(data) != Path(need(inputs, "data", "distill")):
+            raise KdflowError("distill.word_embeddings: teacher_pca needs the student to share the teacher's "
+                              "vocabulary (the data has a student tokenizer)")
+        teacher, _ = load_model(need(inputs, "teacher", "distill (word_embeddings: teacher_pca)"))
+        source["init"] = pca_word_embeddings(student, teacher)
     section = {**d.model_dump(mode="json"), "mode": cfg.soft_targets.mode}
     summary = train_and_save(cfg, "distill", "student", module, spec, d.train, data, outputs, section,
                              with_transfer=d.use_transfer, lineage=source, labeled_fraction=d.labeled_fraction)

@@ -25,7 +25,7 @@ from kdflow.evaluation import perf, report
 from kdflow.evaluation import quality as M
 from kdflow.evaluation.summary import verdict
 from kdflow.inference import engine
-from kdflow.io import atomic_dir, write_json
+from kdflow.io import atomic_dir, read_json, write_json
 from kdflow.models import load_model
 from kdflow.progress import Ticker
 from kdflow.stages.common import check_classes, need
@@ -124,6 +124,10 @@ def evaluate_text_model(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     data = need(inputs, "data", "evaluate")
+    if read_json(need(inputs, "teacher", "evaluate") / "model.json", "teacher spec").get("task") == "embedding":
+        from kdflow.evaluation import embedding
+
+        return embedding.run(cfg, inputs, outputs)  # a sentence encoder: cosine to the teacher + linear probe
     info = load_info(data)
     out_dir = need(outputs, "metrics", "evaluate")
     test = load_split(data, "test")

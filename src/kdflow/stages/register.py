@@ -12,6 +12,7 @@ from pathlib import Path
 from kdflow import tracking
 from kdflow.config import Params
 from kdflow.data.module import load_info
+from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir, read_json, write_json
 from kdflow.stages.common import need
 
@@ -19,12 +20,15 @@ from kdflow.stages.common import need
 def gate(cfg: Params, m: dict) -> dict[str, bool]:
     g = cfg.register.gate
     checks = {
-        "min_retention": (g.min_retention, lambda v: m["retention"] >= v),
-        "min_speedup": (g.min_speedup, lambda v: m["speedup"] >= v),
-        "max_ece": (g.max_ece, lambda v: m["student.ece"] <= v),
-        "min_kd_gain": (g.min_kd_gain, lambda v: m["kd_gain"] >= v),
+        "min_retention": (g.min_retention, "retention", lambda x, v: x >= v),
+        "min_speedup": (g.min_speedup, "speedup", lambda x, v: x >= v),
+        "max_ece": (g.max_ece, "student.ece", lambda x, v: x <= v),
+        "min_kd_gain": (g.min_kd_gain, "kd_gain", lambda x, v: x >= v),
     }
-    return {name: bool(test(v)) for name, (v, test) in checks.items() if v is not None}
+    missing = [f"{name} (metric {key})" for name, (v, key, _) in checks.items() if v is not None and key not in m]
+    if missing:
+        raise KdflowError(f"register.gate: the metrics have no value for {', '.join(missing)}")
+    return {name: bool(test(m[key], v)) for name, (v, key, test) in checks.items() if v is not None}
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
@@ -35,7 +39,10 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     results = gate(cfg, m)
     passed = all(results.values())
     name = cfg.register.model_name
-    refs = {"teacher_agreement": m["teacher_agreement"], "confidence_mean": m["student.confidence_mean"],
+    # reference values for live monitoring; an encoder's (task embedding) have no confidence or class shares
+    refs = {"teacher_agreement": m["teacher_agreement"],
+            **({"confidence_mean": m["student.confidence_mean"]} if "student.confidence_mean" in m else {}),
+            **({"cosine_to_teacher": m["student.cosine_to_teacher"]} if "student.cosine_to_teacher" in m else {}),
             **{k.removeprefix("student."): v for k, v in m.items() if k.startswith("student.class_share.")}}
     tags = {**{tracking.REF_PREFIX + k: f"{v:.6f}" for k, v in refs.items()},
             "kdflow.gate": "passed" if passed else "failed", **tracking.lineage_tags(cfg, data_hash)}

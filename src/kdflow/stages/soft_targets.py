@@ -1,5 +1,7 @@
 """Stage `soft_targets`: the teacher's raw logits for train/val/transfer, float16 shards by sample id.
 
+A sentence encoder (`task: embedding`) stores its embeddings instead (manifest `target: embedding`).
+
 `shard_index`/`num_shards` take a contiguous slice of the samples, so several processes (or KFP
 ParallelFor tasks) can each write part of the store and `merge_soft_targets` joins them. A
 streaming dataset is read batch by batch (decoded in loader workers, eval view) and each store
@@ -35,9 +37,15 @@ def teacher_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int, backe
 def _batches(data: Path, info: dict, splits: list[str], lo: int, hi: int, batch_size: int):
     """(x, ids) batches of samples lo..hi of the concatenated splits."""
     if info.get("modality") == "text":  # ragged token ids, padded per batch
-        from kdflow.data.text import iter_batches
+        from kdflow.data.text import TokenBatches, read_split
 
-        for x, _, ids in iter_batches(data, splits, info["tokenizer"]["pad_id"], batch_size, lo, hi):
+        # Batches of similar length (the store is keyed by id, so order is free): SST-2-like data mixes 3-token
+        # phrases with 60-token sentences, and padding each batch to its longest would cost the teacher ~3×.
+        ds = TokenBatches([read_split(data, s) for s in splits], info["tokenizer"]["pad_id"])
+        rows = np.arange(lo, min(hi, len(ds)))
+        rows = rows[np.argsort(np.diff(ds.offsets)[rows], kind="stable")]
+        for i in range(0, len(rows), batch_size):
+            x, _, ids = ds[torch.from_numpy(rows[i:i + batch_size])]
             yield x, ids.numpy()
         return
     if is_streaming(info):
@@ -78,7 +86,13 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path], shard_in
     lo, hi = n * shard_index // num_shards, n * (shard_index + 1) // num_shards
     teacher = engine(teacher, spec, cfg.inference.backend)
     with tracking.stage_run(cfg, "soft_targets", st.model_dump(mode="json"), info["hash"]):
-        meta = {"teachers": [{"path": str(teacher_dir), "name": spec["name"],
+        if spec.get("task") == "embedding":
+            if st.topk:
+                raise KdflowError("soft_targets.topk: a sentence encoder's embeddings are stored whole (topk: null)")
+            meta_task = {"target": "embedding", "embedding_dim": spec["embedding_dim"]}
+        else:
+            meta_task = {}
+        meta = {**meta_task, "teachers": [{"path": str(teacher_dir), "name": spec["name"],
                               "weights_sha256": sha256_file(Path(teacher_dir) / "model.pt")}],
                 "data_hash": info["hash"], "backend": teacher.backend,
                 "splits": splits, "shard_index": shard_index, "num_shards": num_shards}

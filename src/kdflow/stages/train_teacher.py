@@ -18,7 +18,7 @@ from kdflow import tracking
 from kdflow.config import Params
 from kdflow.data.module import is_streaming, load_info, load_split
 from kdflow.io import atomic_dir, need
-from kdflow.stages.common import attach_tokenizer, train_on_labels
+from kdflow.stages.common import attach_tokenizer, check_task, ckpt_dir_for, train_on_labels
 
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
@@ -54,7 +54,9 @@ def import_teacher(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path
     with tracking.stage_run(cfg, "train_teacher", cfg.teacher.model_dump(mode="json"), info["hash"]):
         t0 = time.perf_counter()
         model, spec, loaded = import_model(src, info, "teacher")
-        acc = val_accuracy(model, data, info, cfg.soft_targets.batch_size)
+        check_task(cfg, spec, f"teacher.source '{src.uri}'")
+        # a sentence encoder has no accuracy of its own: evaluate scores it with a linear probe
+        acc = None if loaded.embedding else val_accuracy(model, data, info, cfg.soft_targets.batch_size)
         seconds = time.perf_counter() - t0
         sha = spec["source"]["sha256"]
         lineage = {**tracking.lineage(cfg, info["hash"]), "source_uri": src.uri,
@@ -64,9 +66,10 @@ def import_teacher(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path
         with atomic_dir(out) as tmp:
             doc = save_imported(model, spec, loaded, tmp, **meta)
             attach_tokenizer(tmp, data)
+        ckpt_dir_for(outputs, out).mkdir(parents=True, exist_ok=True)  # a declared (persisted) DVC output
         tracking.set_tags({"kdflow.teacher.source_uri": src.uri,
                            "kdflow.teacher.source_sha256": lineage["source_sha256"][:5000]})
         summary = {"imported": src.uri, "params": doc["params"], "best_val_acc": acc, "seconds": seconds}
-        tracking.log_metrics({"best_val_acc": acc, "params": doc["params"]})
+        tracking.log_metrics({"params": doc["params"], **({"best_val_acc": acc} if acc is not None else {})})
         tracking.log_artifacts(out / "model.json")
     return summary
