@@ -396,3 +396,13 @@ def test_onnx_export_of_an_imported_hugging_face_teacher(tmp_path, hf):
     x = torch.tensor([[2, 10, 11, 12, 13, 3, 0, 0, 0], [2, 14, 3, 0, 0, 0, 0, 0, 0]])
     got = onnx_session(tmp_path / "onnx" / "model.onnx").run(None, {"input_ids": x.numpy()})[0]
     np.testing.assert_allclose(got, model(x).detach().numpy(), atol=1e-4)
+
+
+def test_born_again_refuses_text_data_with_a_clear_error(tmp_path, hf):
+    from kdflow.stages import born_again
+
+    data, _ = text_info(tmp_path, hf)
+    cfg = cfg_for(tmp_path, hf, "csv:unused.csv")
+    with pytest.raises(KdflowError, match="born_again: .* is text data"):
+        born_again.run(cfg, {"data": data, "teacher": hf}, {"generations": tmp_path / "gens"})
+    assert not (tmp_path / "gens").exists()

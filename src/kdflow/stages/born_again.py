@@ -21,7 +21,8 @@ import torch
 
 from kdflow.config import Params
 from kdflow.data.module import has_split, load_info, load_split
-from kdflow.data.text import for_student
+from kdflow.data.text import for_student, is_text
+from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir, sha256_file, write_json
 from kdflow.lit.modules import DistillModule
 from kdflow.models import build_model, load_model
@@ -48,6 +49,9 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     data, gen0 = for_student(need(inputs, "data", "born_again")), need(inputs, "teacher", "born_again")
     out = need(outputs, "generations", "born_again")
     info = load_info(data)
+    if is_text(info):  # generations read dense `x` arrays; text splits are ragged token ids padded per batch
+        raise KdflowError(f"born_again: {data} is text data; born-again generations support tensor data only "
+                          "(use distill with a text teacher)")
     model, spec0 = load_model(gen0)
     check_classes(spec0, info, f"generation 0 {gen0}")
     spec = {k: spec0[k] for k in SPEC_KEYS}
