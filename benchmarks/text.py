@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         second = run_or_reuse(sub, scratch / "layers", old if old and (old / "metrics").is_dir() else None,
                               {k: first["paths"][k] for k in ("data", "teacher", "soft_targets")})
         m2 = second["metrics"]
-        results["students"]["teacher-2-of-6-layers"] = {**row("student", m2), "no_kd": row("baseline", m2, "baseline")}
+        results["students"]["teacher-2-of-6-layers"] = {**row("student", m2), "no_kd": row("baseline", m2, "baseline"),
+                                                         "teacher_same_run": row("teacher", m2, "teacher")}
     if args.features:
         feat = json.loads(json.dumps(raw))
         feat["distill"]["features"] = FEATURES
@@ -114,8 +115,9 @@ def run_or_reuse(raw: dict, work: Path, old: Path | None, reuse: dict | None = N
     if old is not None and (old / "metrics" / "metrics.json").is_file():
         paths = {"data": old / "data/prepared", "teacher": old / "models/teacher",
                  "soft_targets": old / "soft_targets/teacher"}
+        spec = old / "models/teacher/model.json"  # absent where the teacher itself was reused
         return {"metrics": json.loads((old / "metrics" / "metrics.json").read_text()), "paths": paths,
-                "train_teacher": json.loads((old / "models/teacher/model.json").read_text())["training"]}
+                "train_teacher": json.loads(spec.read_text())["training"] if spec.is_file() else {}}
     if old is not None:
         reuse = {k: p for k, p in {"data": old / "data/prepared", "teacher": old / "models/teacher",
                                    "soft_targets": old / "soft_targets/teacher"}.items() if p.is_dir()}
@@ -128,7 +130,8 @@ def save(results: dict, load0, t0: float, complete: bool) -> None:
     targets = []
     for name, s in results["students"].items():
         ret = s["accuracy"] / teacher["accuracy"]
-        tput = s["throughput_per_s"] / teacher["throughput_per_s"]
+        # throughput against the teacher timed in the same evaluate run (interleaved), not another run's
+        tput = s["throughput_per_s"] / s.get("teacher_same_run", teacher)["throughput_per_s"]
         gain = s["accuracy"] - s["no_kd"]["accuracy"]
         if name.startswith("text-bert"):  # the 2×128 student, with or without feature terms
             targets += [(f"{name}: params ≤ 1/4 teacher", s["params"] / teacher["params"], "≤ 0.25",

@@ -223,17 +223,22 @@ def _single(model: nn.Module, spec: dict, backend: str, spinning: bool, threads:
 
 
 def engine(model: nn.Module, spec: dict, backend: str = "auto", spinning: bool = True,
-           threads: int | None = None) -> Engine:
+           threads: int | None = None, bulk: bool = False) -> Engine:
     """The fastest known path for `model`: `backend` forces one; `auto` takes the choice recorded in
-    `spec["inference"]` (per batch size when it differs by size), else measures now."""
+    `spec["inference"]` (per batch size when it differs by size), else measures now. `bulk`: one backend,
+    the bulk size's, for every call, so outputs do not depend on how samples fall into batches, and engine-torch
+    when nothing is recorded rather than a measurement per process (soft targets computed in shards must
+    equal one generation bit for bit)."""
     if backend not in BACKENDS:
         raise KdflowError(f"unknown inference backend '{backend}'; allowed: {', '.join(BACKENDS)}")
     if backend == "eager" or not is_tensor_model(model, spec):
         return eager_engine(model)
     if backend == "auto":
         recorded = spec.get("inference") or {}
+        if not recorded.get("backend") and bulk:  # a measurement per process could pick differently per shard
+            return _single(model, spec, "torch", spinning, threads)
         choice = recorded if recorded.get("backend") else choose(model, spec)
-        split = _split(choice.get("by_batch") or {})
+        split = None if bulk else _split(choice.get("by_batch") or {})
         if split is not None:
             small, large, rows = split
             return Dispatch(_single(model, spec, small, spinning, threads),

@@ -67,6 +67,9 @@ def test_choice_that_differs_by_batch_size_dispatches_by_rows():
     for rows in (1, 15, 16, 40):  # each side of the split gives the eager logits
         torch.testing.assert_close(run(x[:rows]), ref[:rows], rtol=1e-4, atol=1e-5)
     assert I.engine(model, recorded, "torch").backend == "torch"  # params.inference.backend still overrides
+    bulk = I.engine(model, recorded, bulk=True)  # soft targets: one backend whatever the batch's rows
+    assert bulk.backend == "torch" and bulk.parts() == [bulk]
+    assert I.engine(model, spec, bulk=True).backend == "torch"  # nothing recorded: no per-process measurement
     same = {**spec, "inference": {"backend": "torch", "by_batch": {"1": "torch", "256": "torch"}}}
     assert I.engine(model, same).backend == "torch"  # one engine when the sizes agree
 

@@ -84,7 +84,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path], shard_in
     splits = [s for s in st.splits if has_split(data, s)]
     n = _count(Path(data), splits)
     lo, hi = n * shard_index // num_shards, n * (shard_index + 1) // num_shards
-    teacher = engine(teacher, spec, cfg.inference.backend)
+    teacher = engine(teacher, spec, cfg.inference.backend, bulk=True)
     with tracking.stage_run(cfg, "soft_targets", st.model_dump(mode="json"), info["hash"]):
         if spec.get("task") == "embedding":
             if st.topk:
