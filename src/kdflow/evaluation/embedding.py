@@ -24,6 +24,7 @@ from kdflow.data.module import load_info
 from kdflow.data.text import TokenBatches, read_split
 from kdflow.errors import KdflowError
 from kdflow.evaluation import report, text_cost
+from kdflow.evaluation.summary import ratios
 from kdflow.io import atomic_dir, write_json
 from kdflow.models import load_model
 from kdflow.progress import Ticker
@@ -107,13 +108,8 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             flat.update({f"{role}.{k}": v for k, v in res.items()})
             specs[role] = spec
             ticker.update(1, role)
-        t, b, s = (flat[f"{r}.probe_accuracy"] for r in ROLES)
+        flat.update(ratios(flat, "probe_accuracy"))
         flat.update({
-            "retention": s / t if t else 0.0,
-            "kd_gain": s - b,
-            "compression": flat["teacher.params"] / flat["student.params"],
-            "speedup": flat["teacher.latency_p50_ms"] / flat["student.latency_p50_ms"],
-            "throughput_ratio": flat["student.throughput_per_s"] / flat["teacher.throughput_per_s"],
             "teacher_agreement": float((preds["teacher"] == preds["student"]).mean()),
             "baseline_teacher_agreement": float((preds["teacher"] == preds["baseline"]).mean()),
         })

@@ -12,6 +12,16 @@ from kdflow.io import read_json
 ROWS = (("teacher", "teacher"), ("baseline", "baseline (no KD)"), ("student", "distilled student"))
 
 
+def ratios(flat: dict, quality: str) -> dict:
+    """Student vs teacher / baseline from the per-role metrics: `quality` names the accuracy-like metric
+    (`accuracy`, or `probe_accuracy` for sentence encoders)."""
+    t, b, s = (flat[f"{r}.{quality}"] for r in ("teacher", "baseline", "student"))
+    return {"retention": s / t if t else 0.0, "kd_gain": s - b,
+            "compression": flat["teacher.params"] / flat["student.params"],
+            "speedup": flat["teacher.latency_p50_ms"] / flat["student.latency_p50_ms"],
+            "throughput_ratio": flat["student.throughput_per_s"] / flat["teacher.throughput_per_s"]}
+
+
 def table(m: dict) -> str:
     lines = ["| model | test acc | macro-F1 | ECE | params | latency p50 (ms) | throughput (/s) |",
              "|---|---:|---:|---:|---:|---:|---:|"]

@@ -21,6 +21,16 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 GENERIC_LABEL = re.compile(r"LABEL_\d+")
 
 
+def check_vocab(model, src: SourceOptions, info: dict) -> dict:
+    """The dataset's tokenizer record, once the model's vocabulary is known to cover its ids."""
+    t = info["tokenizer"]
+    if model.config.vocab_size < t["vocab_size"]:
+        raise KdflowError(f"model source '{src.uri}': its vocabulary has {model.config.vocab_size} tokens but the "
+                          f"dataset's tokenizer ({t['path']}) has {t['vocab_size']}: tokenize with the model's own "
+                          "tokenizer (data.text.tokenizer)")
+    return t
+
+
 def load_text_classifier(path: Path, src: SourceOptions, info: dict, extra: dict | None = None) -> Loaded:
     tf = need_library("transformers", f"model source '{src.uri}'")
     if not (path / "config.json").is_file():
@@ -36,11 +46,7 @@ def load_text_classifier(path: Path, src: SourceOptions, info: dict, extra: dict
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KdflowError(f"model source '{src.uri}': cannot load a Hugging Face sequence classifier from {path}: "
                           f"{str(exc).splitlines()[0]}") from None
-    t = info["tokenizer"]
-    if model.config.vocab_size < t["vocab_size"]:
-        raise KdflowError(f"model source '{src.uri}': its vocabulary has {model.config.vocab_size} tokens but the "
-                          f"dataset's tokenizer ({t['path']}) has {t['vocab_size']}: tokenize with the model's own "
-                          "tokenizer (data.text.tokenizer)")
+    t = check_vocab(model, src, info)
     labels = [model.config.id2label[i] for i in sorted(model.config.id2label)]
     return Loaded(HFTextNet(model.eval(), t["pad_id"], t["sep_id"], t["pair"]), name="hf-text:",
                   kwargs={"config": model.config.to_dict()},

@@ -120,7 +120,7 @@ def sentence_config(path: Path) -> dict:
 
 def load_encoder(path: Path, src, info: dict):
     """`encoder:<dir>` → a `Loaded` sentence encoder. `src.kwargs` may set `pooling` and `normalize`."""
-    from kdflow.models.hf_text import WEIGHT_FILES
+    from kdflow.models.hf_text import WEIGHT_FILES, check_vocab
     from kdflow.models.sources import Loaded, digest
 
     tf = need_library("transformers", f"model source '{src.uri}'")
@@ -136,11 +136,7 @@ def load_encoder(path: Path, src, info: dict):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KdflowError(f"model source '{src.uri}': cannot load a Hugging Face encoder from {path}: "
                           f"{str(exc).splitlines()[0]}") from None
-    t = info["tokenizer"]
-    if model.config.vocab_size < t["vocab_size"]:
-        raise KdflowError(f"model source '{src.uri}': its vocabulary has {model.config.vocab_size} tokens but the "
-                          f"dataset's tokenizer ({t['path']}) has {t['vocab_size']}: tokenize with the model's own "
-                          "tokenizer (data.text.tokenizer)")
+    t = check_vocab(model, src, info)
     net = EncoderNet(model.eval(), t["pad_id"], opts["pooling"], bool(opts["normalize"]))
     kwargs = {"config": model.config.to_dict(), "pad_id": t["pad_id"], **opts}
     return Loaded(net, name="hf-encoder:", kwargs=kwargs,

@@ -23,7 +23,7 @@ from kdflow.data.module import load_info, load_split
 from kdflow.data.text import for_student
 from kdflow.evaluation import perf, report
 from kdflow.evaluation import quality as M
-from kdflow.evaluation.summary import verdict
+from kdflow.evaluation.summary import ratios, verdict
 from kdflow.inference import engine
 from kdflow.io import atomic_dir, read_json, write_json
 from kdflow.models import load_model
@@ -160,15 +160,10 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
             for role, c in perf.costs(engines, models, specs["student"]["input_shape"], e.latency_repeats,
                                       e.throughput_batch, e.threads).items():
                 flat.update({f"{role}.{k}": v for k, v in c.items()})
-        t, b, s = (flat[f"{r}.accuracy"] for r in ROLES)
         pred_t = logits["teacher"].argmax(1)
         pred_s = logits["student"].argmax(1)
+        flat.update(ratios(flat, "accuracy"))
         flat.update({
-            "retention": s / t if t else 0.0,
-            "kd_gain": s - b,
-            "compression": flat["teacher.params"] / flat["student.params"],
-            "speedup": flat["teacher.latency_p50_ms"] / flat["student.latency_p50_ms"],
-            "throughput_ratio": flat["student.throughput_per_s"] / flat["teacher.throughput_per_s"],
             "teacher_agreement": float((pred_t == pred_s).float().mean()),
             "baseline_teacher_agreement": float((pred_t == logits["baseline"].argmax(1)).float().mean()),
         })
