@@ -43,6 +43,21 @@ def batch(seed=1):
     return x
 
 
+def _fit(s, teacher, fd, opt, key: str, steps: int = 15) -> list[float]:
+    """`steps` optimizer steps on one feature term; its loss after each step."""
+    x, losses = batch(), []
+    for _ in range(steps):
+        s(x)
+        with torch.no_grad():
+            teacher(x)
+        loss = fd(x != 0)[key]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def test_hidden_states_project_through_a_linear_and_move_toward_the_teachers(teacher):
     s = student()
     pairs = [FeaturePair(student=HIDDEN.format(1), teacher=HIDDEN.format(1))]
@@ -51,17 +66,7 @@ def test_hidden_states_project_through_a_linear_and_move_toward_the_teachers(tea
     assert isinstance(fd.adapters[0], LastDimLinear) and fd.adapters[0].weight.shape == (32, 16)
     assert fd.token_axes == [[0]]  # the axis that followed the probe's two lengths
     opt = torch.optim.Adam([*s.parameters(), *fd.parameters()], lr=1e-2)
-    x = batch()
-    losses = []
-    for _ in range(15):
-        s(x)
-        with torch.no_grad():
-            teacher(x)
-        loss = fd(x != 0)["hint_0"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _fit(s, teacher, fd, opt, "hint_0")
     assert losses[-1] < 0.3 * losses[0], losses[::5]
     fd.remove()
 
@@ -73,17 +78,7 @@ def test_attention_distributions_are_head_averaged_and_learned(teacher):
     assert fd.shapes == [([4, 16, 16], [2, 16, 16])] and isinstance(fd.adapters[0], nn.Identity)
     assert fd.token_axes == [[1, 2]]
     opt = torch.optim.Adam(s.parameters(), lr=1e-2)
-    x = batch()
-    losses = []
-    for _ in range(15):
-        s(x)
-        with torch.no_grad():
-            teacher(x)
-        loss = fd(x != 0)["attention_probs_0"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _fit(s, teacher, fd, opt, "attention_probs_0")
     assert 0 < losses[-1] < 0.5 * losses[0], losses[::5]
 
 
