@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.cli import add_common_args, size_of  # noqa: E402
 from harness.env import BENCH, RESULTS, ROOT, THREADS, child_env  # noqa: E402
-from harness.goals import goals_table  # noqa: E402
+from harness.goals import goal_rows, goals_table  # noqa: E402
 from harness.machine import machine  # noqa: E402
 from harness.results import write_result  # noqa: E402
 from harness.tables import table, verdict  # noqa: E402
@@ -116,12 +116,25 @@ def collect(names: list[str], results: Path) -> int:
     parts = ["# kdflow benchmarks (collected from separate runs)", goals_section(results, names)]
     for name in names:
         doc = json.loads((results / f"{name}.json").read_text())
-        m = doc["machine"]
-        md = doc.get("markdown", f"### {name}: no tables stored")
-        parts.append(f"{md}\n\n_{name}.json: {doc['date']} · {m['cpu']} · {m['cores']} cores · torch "
-                     f"{m['torch']} · load average at the end {m['load_avg_1m']:.1f}_")
+        md = doc.get("markdown") or f"### {name}: no tables stored" + (
+            " (its goals are in the table above)" if goal_rows(name, doc) else "")
+        parts.append(f"{md}\n\n_{name}.json: {stamp(doc)}_")
     publish("\n\n".join(parts), results)
     return 0
+
+
+def stamp(doc: dict) -> str:
+    """Date · machine · load of a results file; files written before the harness stamped them lack them."""
+    m = doc.get("machine") if isinstance(doc.get("machine"), dict) else None
+    if "date" not in doc and m is None:
+        return "machine/date not recorded"
+    parts = [str(doc.get("date", "date not recorded"))]
+    if m is None:
+        return parts[0] + " · machine not recorded"
+    parts += [str(m.get("cpu", "cpu ?")), f"{m.get('cores', '?')} cores", f"torch {m.get('torch', '?')}"]
+    if isinstance(m.get("load_avg_1m"), (int, float)):
+        parts.append(f"load average at the end {m['load_avg_1m']:.1f}")
+    return " · ".join(parts)
 
 
 def goals_section(results: Path, names: list[str]) -> str:
@@ -166,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="run nothing: write TABLES.md from results/<NAME>.json of runs made one by one")
     a = p.parse_args(argv)
     if a.collect:
+        missing = [str(a.results / f"{n}.json") for n in a.collect if not (a.results / f"{n}.json").is_file()]
+        if missing:
+            p.error(f"no results file: {', '.join(missing)}")
         return collect(a.collect, a.results)
     size = size_of(a)
     if size != "full" and a.results == RESULTS:  # quick numbers never overwrite the full run's results

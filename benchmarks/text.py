@@ -22,7 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.env import RESULTS, TMP, setup  # noqa: E402
 from harness.profiles import load_profile, quiet_training  # noqa: E402
+from harness.results import write_result  # noqa: E402
 from harness.stages import pipeline  # noqa: E402
+from harness.tables import table, verdict  # noqa: E402
 
 LAYERS = [1, 4]  # 2 of the teacher's 6 layers
 # TinyBERT-style mapping: the student's 2 layers learn the teacher's layers 3 and 6 (hidden 128 → 384 by a
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse-work", type=Path, default=None,
                     help="an earlier run's work dir (benchmarks/results/tmp/bench-*): its prepared data, teacher and "
                     "soft targets are reused, and a finished student pipeline (metrics/) is read, not rerun")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where text.json goes")
     args = ap.parse_args(argv)
     scratch = setup()
     t0 = time.perf_counter()
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         sub["student"] = {"init_from": {"uri": f"layers:{first['paths']['teacher']}", "kwargs": {"layers": LAYERS}},
                           "train": {**raw["student"]["train"], "lr": 5.0e-5}}
         sub["distill"]["train"]["lr"] = 5.0e-5
-        save(results, load0, t0, complete=False)  # the first student's numbers survive an interrupted run
+        # the first student's numbers survive an interrupted run
+        save(results, load0, t0, complete=False, out=args.results)
         old = args.reuse_work / "layers" if args.reuse_work else None
         second = run_or_reuse(sub, scratch / "layers", old if old and (old / "metrics").is_dir() else None,
                               {k: first["paths"][k] for k in ("data", "teacher", "soft_targets")})
@@ -95,14 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.features:
         feat = json.loads(json.dumps(raw))
         feat["distill"]["features"] = FEATURES
-        save(results, load0, t0, complete=False)
+        save(results, load0, t0, complete=False, out=args.results)
         old = args.reuse_work / "features" if args.reuse_work else None
         third = run_or_reuse(feat, scratch / "features", old if old and (old / "metrics").is_dir() else None,
                              {k: first["paths"][k] for k in ("data", "teacher", "soft_targets", "baseline")})
         m3 = third["metrics"]
         results["students"]["text-bert-2x128+features"] = {**row("student", m3),
                                                            "no_kd": row("baseline", m3, "baseline")}
-    save(results, load0, t0, complete=True)
+    save(results, load0, t0, complete=True, out=args.results)
     return 0
 
 
@@ -126,7 +130,7 @@ def run_or_reuse(raw: dict, work: Path, old: Path | None, reuse: dict | None = N
     return pipeline(raw, work, reuse=reuse)
 
 
-def save(results: dict, load0, t0: float, complete: bool) -> None:
+def save(results: dict, load0, t0: float, complete: bool, out: Path = RESULTS) -> None:
     results = dict(results)
     teacher = results["teacher"]
     targets = []
@@ -152,19 +156,22 @@ def save(results: dict, load0, t0: float, complete: bool) -> None:
     results["load_average_start_end"] = [load0[0], os.getloadavg()[0]]
     results["wall_seconds"] = time.perf_counter() - t0
     results["complete"] = complete
-    print(f"\nSST-2 dev ({len(results['students'])} students; teacher all-MiniLM-L6-v2 fine-tuned on "
-          f"{results['train_limit']} train sentences, 1-min load {load0[0]:.1f} → {os.getloadavg()[0]:.1f} on 2 cores)")
-    print(f"{'model':34} {'acc %':>6} {'params M':>9} {'sent/s b32 (tok incl)':>22} {'p50 b1 ms':>10}")
-    for name, s in [("teacher", teacher)] + [(f"{k} (KD)", v) for k, v in results["students"].items()] + \
-            [(f"{k} (no KD)", v["no_kd"]) for k, v in results["students"].items()]:
-        print(f"{name:34} {100 * s['accuracy']:6.2f} {s['params'] / 1e6:9.2f} {s['throughput_per_s']:22.0f} "
-              f"{s['latency_p50_ms']:10.2f}")
-    print(f"\n{'target':52} {'measured':>9} {'goal':>10} met")
-    for t in results["targets"]:
-        print(f"{t['target']:52} {t['measured']:9.3f} {t['goal']:>10} {t['met']}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "text.json").write_text(json.dumps(results, indent=1, default=float))
-    print(f"wrote {RESULTS / 'text.json'} in {results['wall_seconds'] / 60:.1f} min")
+    models = [("teacher", teacher)] + [(f"{k} (KD)", v) for k, v in results["students"].items()] + \
+        [(f"{k} (no KD)", v["no_kd"]) for k, v in results["students"].items()]
+    results["markdown"] = "\n\n".join([
+        f"### Text — SST-2 dev, {len(results['students'])} students; teacher all-MiniLM-L6-v2 fine-tuned on "
+        f"{results['train_limit']} train sentences (1-min load {load0[0]:.1f} → {os.getloadavg()[0]:.1f}, 2 cores)"
+        + ("" if complete else " — partial: written before the remaining students ran"),
+        table(["model", "accuracy (%)", "params (M)", "sentences/s (batch 32, tokenization incl.)",
+               "latency p50 (ms, batch 1)"],
+              [(name, f"{100 * s['accuracy']:.2f}", f"{s['params'] / 1e6:.2f}", f"{s['throughput_per_s']:,.0f}",
+                f"{s['latency_p50_ms']:.2f}") for name, s in models]),
+        table(["target (issue 12)", "measured", "goal", "verdict"],
+              [(t["target"], f"{t['measured']:.3f}", t["goal"], "—" if t["met"] is None else verdict(t["met"]))
+               for t in results["targets"]])])
+    print("\n" + results["markdown"], flush=True)
+    path = write_result("text", results, out)  # with the machine and the date, as every benchmark's
+    print(f"wrote {path} in {results['wall_seconds'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

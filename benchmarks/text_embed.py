@@ -12,7 +12,6 @@ printed beside the measured values and written to benchmarks/results/text_embed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,7 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.env import RESULTS, ROOT, setup  # noqa: E402
 from harness.profiles import load_profile, quiet_training  # noqa: E402
+from harness.results import write_result  # noqa: E402
 from harness.stages import pipeline  # noqa: E402
+from harness.tables import table, verdict  # noqa: E402
 from text import teacher_dir  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "sst2"  # ../shared beside the checkout
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for every stage and the timings (1 on an "
                     "oversubscribed machine: 2 threads spin against other processes)")
     ap.add_argument("--work", type=Path, default=None, help="work directory (default: a fresh scratch dir)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where text_embed.json goes")
     args = ap.parse_args(argv)
     for f in ("train.tsv", "dev.tsv"):
         if not (args.data / f).is_file():
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     m = run["metrics"]
     seconds = {k: round(v.get("wall_seconds", 0.0), 1) for k, v in run.items() if isinstance(v, dict)
                and "wall_seconds" in v}
-    report(m, raw, seconds, load0, time.perf_counter() - t0)
+    report(m, raw, seconds, load0, time.perf_counter() - t0, args.results)
     return 0
 
 
@@ -71,7 +73,7 @@ def targets(m: dict) -> list[tuple[str, float, str, bool]]:
             ("linear probe: student / teacher", m["retention"], "≥ 0.95", m["retention"] >= 0.95)]
 
 
-def report(m: dict, raw: dict, seconds: dict, load0, wall: float) -> None:
+def report(m: dict, raw: dict, seconds: dict, load0, wall: float, out: Path = RESULTS) -> None:
     rows = []
     for role, name in (("teacher", "teacher: all-MiniLM-L6-v2 (mean pooled, normalized)"),
                        ("student", "student text-embed 4×128 → 384, distilled"),
@@ -86,23 +88,22 @@ def report(m: dict, raw: dict, seconds: dict, load0, wall: float) -> None:
                "targets": [{"target": t, "measured": v, "goal": g, "met": ok} for t, v, g, ok in targets(m)],
                "metrics": m, "load_average_start_end": [load0[0], os.getloadavg()[0]], "wall_seconds": wall}
     d = raw["data"]
-    print(f"\nSST-2 dev, 872 held-out sentences; probes fitted on {d['train_limit']} labeled train sentences; "
-          f"distilled on {d['train_limit'] + d['transfer_size']} train sentences "
-          f"({raw['distill']['train']['epochs']} epochs); load {load0[0]:.1f} → {os.getloadavg()[0]:.1f}, 2 CPUs")
-    print(f"{'model':52} {'probe acc %':>11} {'cos→teacher':>11} {'cos p10':>8} {'params M':>9} "
-          f"{'sent/s b32':>10} {'p50 b1 ms':>9}")
-    fmt = lambda v, f: format("—", f">{f.split('.')[0]}s") if v is None else format(v, f)  # noqa: E731
-    for r in rows:
-        print(f"{r['model']:52} {fmt(r['probe_accuracy'] and 100 * r['probe_accuracy'], '11.2f')} "
-              f"{fmt(r['cosine_to_teacher'], '11.3f')} {fmt(r['cosine_to_teacher_p10'], '8.3f')} "
-              f"{r['params'] / 1e6:9.2f} {r['throughput_per_s']:10.0f} {r['latency_p50_ms']:9.2f}")
-    print(f"\n{'target (issue 12)':44} {'measured':>9} {'goal':>7} met")
-    for t in results["targets"]:
-        print(f"{t['target']:44} {t['measured']:9.3f} {t['goal']:>7} {t['met']}")
-    print("stage wall seconds: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "text_embed.json").write_text(json.dumps(results, indent=1, default=float))
-    print(f"wrote {RESULTS / 'text_embed.json'} in {wall / 60:.1f} min")
+    fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731  (the untrained student has no probe)
+    results["markdown"] = "\n\n".join([
+        f"### Text embeddings — SST-2 dev, 872 held-out sentences; probes fitted on {d['train_limit']} labeled train "
+        f"sentences; distilled on {d['train_limit'] + d['transfer_size']} train sentences "
+        f"({raw['distill']['train']['epochs']} epochs); load {load0[0]:.1f} → {os.getloadavg()[0]:.1f}, 2 CPUs",
+        table(["model", "probe accuracy (%)", "cosine to teacher", "cosine p10", "params (M)",
+               "sentences/s (batch 32)", "latency p50 (ms, batch 1)"],
+              [(r["model"], fmt(r["probe_accuracy"] and 100 * r["probe_accuracy"], ".2f"),
+                fmt(r["cosine_to_teacher"], ".3f"), fmt(r["cosine_to_teacher_p10"], ".3f"), f"{r['params'] / 1e6:.2f}",
+                f"{r['throughput_per_s']:,.0f}", f"{r['latency_p50_ms']:.2f}") for r in rows]),
+        table(["target (issue 12)", "measured", "goal", "verdict"],
+              [(t["target"], f"{t['measured']:.3f}", t["goal"], verdict(t["met"])) for t in results["targets"]]),
+        "Stage wall seconds: " + ", ".join(f"{k} {v}" for k, v in seconds.items())])
+    print("\n" + results["markdown"], flush=True)
+    path = write_result("text_embed", results, out)  # with the machine and the date, as every benchmark's
+    print(f"wrote {path} in {wall / 60:.1f} min")
 
 
 if __name__ == "__main__":

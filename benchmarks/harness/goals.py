@@ -1,9 +1,9 @@
 """One table of every goal beside its measured value, read from the results JSON files (no hand-written numbers).
 
 Benchmarks store goals in a few shapes; each is read as it is:
-- `targets: {name: {"value": v, "target": "<= 25", "met": bool}}` (serving, rollback)
-- `targets: [{"target": name, "goal": g, "measured": v, "met": bool}]` (text)
-- `target`/`measured`/`target_met` (streaming)
+- `targets: {name: {"value": v, "target": "<= 25", "met": bool}}` (serving, rollback, streaming)
+- `targets: [{"target": name, "goal": g, "measured": v, "met": bool | None}]` (text, text_embed; None: reported)
+- `target`/`measured`/`target_met` (streaming.json measured before it used the harness)
 - otherwise the rows of its markdown tables whose last cell ends in a verdict (`… → met`, `…: MISSED`), and
   sentences with a bold measured value and `target …: met|MISSED` after it.
 """
@@ -33,7 +33,7 @@ def goal_rows(name: str, doc: dict) -> list[tuple[str, str, str, str]]:
                 for k, v in t.items() if isinstance(v, dict) and "met" in v]
     if isinstance(t, list) and t and all(isinstance(v, dict) and "met" in v for v in t):
         return [(name, f"{v.get('target', '')} {v.get('goal', '')}".strip(), _num(v.get("measured", "")),
-                 verdict(v["met"])) for v in t]
+                 "—" if v["met"] is None else verdict(v["met"])) for v in t]  # None: reported, not judged
     if "target_met" in doc:
         return [(name, json.dumps(doc.get("target")), json.dumps(doc.get("measured"))[:80], verdict(doc["target_met"]))]
     rows, header = [], []
@@ -63,5 +63,7 @@ def goals_table(results: Path, names: list[str]) -> str:
         path = results / f"{name}.json"
         if path.is_file():
             doc = json.loads(path.read_text())
-            rows += [(*r, str(doc.get("date", "—"))[:10]) for r in goal_rows(name, doc)]
+            # results written before the harness stamped them (old text*.json) have no date: say so
+            rows += [(*r, str(doc["date"])[:10] if "date" in doc else "not recorded")
+                     for r in goal_rows(name, doc)]
     return table(["benchmark", "goal", "measured", "verdict", "measured on"], rows) if rows else ""

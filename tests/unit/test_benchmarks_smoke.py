@@ -14,6 +14,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import hinton_mnist  # noqa: E402
 import quality  # noqa: E402
 import run_all  # noqa: E402
+import text  # noqa: E402
+import text_embed  # noqa: E402
 import training_speed  # noqa: E402
 from harness.env import PROFILES, TELEMETRY_OFF  # noqa: E402
 from harness.profiles import load_profile  # noqa: E402
@@ -113,6 +115,60 @@ def test_run_all_collect_stamps_each_section(tmp_path):
     text = (tmp_path / "TABLES.md").read_text()
     assert "### A\n\n| a |\n\n_a.json: d1 · cpu-x · 2 cores · torch 2.13 · load average at the end 1.5_" in text
     assert "### b: no tables stored" in text and (REPO / "README.md").read_text() == readme
+
+
+def test_run_all_collect_reads_results_without_machine_or_date(tmp_path):
+    """Results written before the harness stamped them (old text.json, streaming.json) are collected with
+    what they have and "machine/date not recorded"; a results file missing altogether is one clear error."""
+    old_text = {"targets": [{"target": "retention", "measured": 0.976, "goal": "≥ 0.97", "met": True},
+                            {"target": "KD gain (points)", "measured": 1.9, "goal": "(reported)", "met": None}]}
+    (tmp_path / "text.json").write_text(json.dumps(old_text))
+    (tmp_path / "streaming.json").write_text(json.dumps({"target": {"growth_max": 1.2}, "measured": {"growth": 1.3},
+                                                         "target_met": False, "markdown": "### S\n\n| s |"}))
+    (tmp_path / "dated.json").write_text(json.dumps({"date": "2026-12-01 10:00 UTC", "markdown": "### D"}))
+    assert run_all.main(["--collect", "text", "streaming", "dated", "--results", str(tmp_path)]) == 0
+    text_md = (tmp_path / "TABLES.md").read_text()
+    assert "### text: no tables stored (its goals are in the table above)\n\n_text.json: machine/date not recorded_" \
+        in text_md
+    assert "### S\n\n| s |\n\n_streaming.json: machine/date not recorded_" in text_md
+    assert "_dated.json: 2026-12-01 10:00 UTC · machine not recorded_" in text_md
+    assert "| text | retention ≥ 0.97 | 0.976 | met | not recorded |" in text_md
+    assert "| text | KD gain (points) (reported) | 1.9 | — | not recorded |" in text_md  # reported, not judged
+    assert "| streaming | " in text_md and "| MISSED | not recorded |" in text_md
+    with pytest.raises(SystemExit) as e:
+        run_all.main(["--collect", "text", "nothing", "--results", str(tmp_path)])
+    assert e.value.code == 2
+
+
+def test_text_benchmarks_write_through_the_harness(tmp_path, capsys):
+    """text.py and text_embed.py write results/<name>.json with machine, date, markdown and targets, which
+    --collect and the goals table then read (synthetic metrics: the real runs take an hour)."""
+    def model(acc, params, tput):
+        return {"accuracy": acc, "params": params, "throughput_per_s": tput, "model_throughput_per_s": tput,
+                "latency_p50_ms": 1000 / tput, "tokenize_per_s": 5000.0}
+    res = {"profile": "text-sst2", "train_limit": 100, "transfer_size": 50, "teacher": model(0.80, 22e6, 10.0),
+           "students": {"text-bert-2x128": {**model(0.79, 4e6, 60.0), "no_kd": model(0.70, 4e6, 60.0)}}}
+    text.save(res, os.getloadavg(), 0.0, complete=True, out=tmp_path)
+    m = {f"{role}.{k}": v for role, probe, cos in (("teacher", 0.85, 1.0), ("student", 0.82, 0.93),
+                                                     ("baseline", None, 0.2))
+         for k, v in (("probe_accuracy", probe), ("cosine_to_teacher", cos), ("cosine_to_teacher_p10", cos - 0.1),
+                      ("params", 22e6 if role == "teacher" else 4e6), ("throughput_per_s", 100.0),
+                      ("latency_p50_ms", 5.0))}
+    m["retention"] = 0.82 / 0.85
+    raw = {"evaluate": {"threads": 2}, "data": {"train_limit": 100, "transfer_size": 50},
+           "distill": {"train": {"epochs": 1}}, "student": {"model": {"name": "text-embed"}}}
+    text_embed.report(m, raw, {"distill": 1.0}, os.getloadavg(), 1.0, tmp_path)
+    printed = capsys.readouterr().out
+    for name, row in (("text", "| text-bert-2x128 (KD) | 79.00 | 4.00 | 60 | 16.67 |"),
+                      ("text_embed", "| same student, untrained (random init) | — | 0.200 |")):
+        doc = json.loads((tmp_path / f"{name}.json").read_text())
+        assert doc["machine"]["cores"] and doc["date"] and row in doc["markdown"] and doc["targets"], name
+        assert doc["markdown"] in printed, name
+    assert run_all.main(["--collect", "text", "text_embed", "--results", str(tmp_path)]) == 0
+    tables = (tmp_path / "TABLES.md").read_text()
+    assert "| text | text-bert-2x128: retention ≥ 0.97 | 0.988 | met |" in tables
+    assert "| text_embed | mean cosine to the teacher (SST-2 dev) ≥ 0.90 | 0.93 | met |" in tables
+    assert "machine/date not recorded" not in tables
 
 
 def test_run_all_runs_accuracy_side_by_side_then_timing_alone(tmp_path, monkeypatch):
