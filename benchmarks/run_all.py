@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -65,6 +66,50 @@ def plan() -> dict[str, Bench]:
 
 BUDGET_MIN = {"full": 30, "quick": 5, "dry": 5}
 _print_lock = threading.Lock()
+# Each benchmark runs in its own session, so its process group (pool workers, `kdflow` children, servers) can
+# be stopped as one: pid (= its group id) -> name of the benchmarks running now.
+_running: dict[int, str] = {}
+_stopping = threading.Event()
+
+
+def live_members(pgid: int) -> int:
+    """Processes of group `pgid` that are not zombies (/proc; a zombie waits only for its parent to reap it)."""
+    n = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError):
+            continue  # gone while we looked
+        n += state != "Z" and int(group) == pgid
+    return n
+
+
+def kill_groups(pgids: list[int], grace: float = 3.0) -> None:
+    """SIGTERM each process group, SIGKILL what is left of it after `grace` seconds."""
+    def signal_all(sig):
+        for pg in pgids:
+            try:
+                os.killpg(pg, sig)
+            except ProcessLookupError:
+                pass
+
+    signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(live_members(pg) for pg in pgids):
+        time.sleep(0.05)
+    signal_all(signal.SIGKILL)
+
+
+def _on_signal(signum, frame) -> None:
+    """Ctrl-C / SIGTERM: stop the running benchmarks' process groups, start no more, exit 128 + signal."""
+    _stopping.set()  # before the snapshot: a benchmark starting now sees it after registering (run_one)
+    running = dict(_running)
+    kill_groups(list(running))
+    # os.write, not print: the handler may interrupt a print of the main thread (a reentrant write raises)
+    os.write(2, f"\nrun_all: stopped by {signal.Signals(signum).name}: killed {len(running)} running "
+                f"benchmark(s) ({', '.join(running.values()) or 'none'}) with their child processes; results of "
+                f"benchmarks that had finished are kept\n".encode())
+    sys.exit(128 + signum)
 
 
 def run_one(name: str, cmd: list[str], threads: int, prefix: bool) -> dict:
@@ -72,14 +117,20 @@ def run_one(name: str, cmd: list[str], threads: int, prefix: bool) -> dict:
     returns exit code, output, wall seconds and the 1-min load average at start and end."""
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=child_env(threads))
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        with _print_lock:
-            print(f"[{name}] {line}" if prefix else line, end="", flush=True)
-    # wait4: this child's CPU seconds, with every process it waited for (its pool workers, `kdflow` children)
-    _, status, usage = os.wait4(proc.pid, 0)
+                            env=child_env(threads), start_new_session=True)
+    _running[proc.pid] = name
+    try:
+        if _stopping.is_set():  # the stop signal came while this one was starting: the handler missed it
+            kill_groups([proc.pid])
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            with _print_lock:
+                print(f"[{name}] {line}" if prefix else line, end="", flush=True)
+        # wait4: this child's CPU seconds, with every process it waited for (its pool workers, `kdflow` children)
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        _running.pop(proc.pid, None)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"code": proc.returncode, "stdout": "".join(lines), "seconds": time.perf_counter() - t0,
             "cpu_seconds": usage.ru_utime + usage.ru_stime, "load_start": load0, "load_end": os.getloadavg()[0]}
@@ -89,6 +140,8 @@ def run_lanes(lanes: list[list[tuple[str, list[str], Bench]]], t0: float) -> Non
     """Each lane in its own thread, its benchmarks one after another; results land in each Bench's `out`."""
     def lane(items):
         for name, cmd, b in items:
+            if _stopping.is_set():
+                return
             b.out = {**run_one(name, cmd, b.threads, prefix=len(lanes) > 1), "start_s": time.perf_counter() - t0}
             b.out["start_s"] -= b.out["seconds"]
 
@@ -195,11 +248,21 @@ def main(argv: list[str] | None = None) -> int:
     cmd = {n: [sys.executable, str(BENCH / b.script), *b.args, *flags, "--results", str(a.results)]
            for n, b in benches.items()}
     a.results.mkdir(parents=True, exist_ok=True)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return run_benches(benches, cmd, a.results, size, a.serial)
+    finally:  # main() is also called in-process (tests): leave the caller's handlers as they were
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_benches(benches: dict[str, Bench], cmd: dict[str, list[str]], results: Path, size: str, serial: bool) -> int:
+    """Accuracy lanes side by side, then timing benchmarks alone; the tables, run_all.json and TABLES.md."""
     t0 = time.perf_counter()
     accuracy = [n for n, b in benches.items() if b.kind == ACCURACY]
     lanes: dict[int, list] = {}
     for n in accuracy:
-        lanes.setdefault(0 if a.serial else benches[n].lane, []).append((n, cmd[n], benches[n]))
+        lanes.setdefault(0 if serial else benches[n].lane, []).append((n, cmd[n], benches[n]))
     print(f"\n== accuracy benchmarks: {', '.join(accuracy)} ({len(lanes)} lane(s) side by side) ==", flush=True)
     run_lanes(list(lanes.values()), t0)
     for n, b in benches.items():  # timing benchmarks: alone, one at a time
@@ -211,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [n for n, b in benches.items() if b.out["code"]]
     for n in failed:
         print(f"\n== {n} FAILED ==\n{benches[n].out['stdout'][-3000:]}", flush=True)
-    sections = [f"### {n}\n\nfailed: see log" if b.out["code"] else markdown_of(b.results, a.results, b.out["stdout"])
+    sections = [f"### {n}\n\nfailed: see log" if b.out["code"] else markdown_of(b.results, results, b.out["stdout"])
                 for n, b in benches.items()]
     timing, ok = time_table(benches, total, size)
     m = machine()
@@ -233,9 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   "met": ok}},
         "benchmarks": {n: {"kind": b.kind, "lane": b.lane if b.kind == ACCURACY else None,
                            **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in b.out.items()
-                              if k != "stdout"}} for n, b in benches.items()}}, a.results)
-    goals = goals_section(a.results, [*(b.results for b in benches.values()), "run_all"])
-    publish("\n\n".join(x for x in [head, goals, *sections, time_md] if x), a.results)
+                              if k != "stdout"}} for n, b in benches.items()}}, results)
+    goals = goals_section(results, [*(b.results for b in benches.values()), "run_all"])
+    publish("\n\n".join(x for x in [head, goals, *sections, time_md] if x), results)
     return 1 if failed else 0
 
 

@@ -3,7 +3,11 @@ quality and training-cost benchmarks run end to end at `--dry` sizes (real stage
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,6 +195,61 @@ def test_run_all_runs_accuracy_side_by_side_then_timing_alone(tmp_path, monkeypa
     assert doc["met"] and doc["total_seconds"] >= a["seconds"] + c["seconds"] - 0.1
     text = (tmp_path / "TABLES.md").read_text()
     assert "### a" in text and "### c" in text and "| **total** |" in text and "budget ≤ 5 min: met" in text
+
+
+def _live(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie is dead, only not yet reaped by its parent)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_all_stopped_by_a_signal_kills_its_benchmarks_and_their_children(tmp_path, sig):
+    """A real run_all process (tiny fake plan) signalled mid-run: each benchmark ran in its own process group,
+    the running ones and their children are gone when it exits 128 + signal with one line, none starts after."""
+    fake = tmp_path / "fake.py"
+    fake.write_text(  # a benchmark with a child of its own (a pool worker's, a `kdflow` stage's stand-in)
+        "import os, subprocess, sys, time\n"
+        "kid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "open(sys.argv[2] + '.tmp', 'w').write(f'{os.getpid()} {kid.pid}')\n"
+        "os.replace(sys.argv[2] + '.tmp', sys.argv[2])\n"
+        "time.sleep(60)\n")
+    pids = {n: tmp_path / f"{n}.pids" for n in "abc"}
+    driver = (f"import sys\nsys.path.insert(0, {str(REPO / 'benchmarks')!r})\nimport run_all\n"
+              f"B = lambda n, kind, lane: run_all.Bench({str(fake)!r}, [n, {str(tmp_path)!r} + f'/{{n}}.pids'], "
+              "n, kind, lane=lane)\n"
+              "run_all.plan = lambda: {'a': B('a', run_all.ACCURACY, 0), 'b': B('b', run_all.ACCURACY, 1), "
+              "'c': B('c', run_all.TIMING, 0)}\n"
+              f"sys.exit(run_all.main(['--dry', '--results', {str(tmp_path / 'out')!r}]))\n")
+    run = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs: dict[str, list[int]] = {}
+    try:
+        deadline = time.monotonic() + 15
+        while not all(pids[n].is_file() for n in "ab") and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(pids[n].is_file() for n in "ab"), run.communicate(timeout=5)
+        procs = {n: [int(x) for x in pids[n].read_text().split()] for n in "ab"}
+        for leader, kid in procs.values():  # own group, led by the benchmark; not the test's (nor run_all's) group
+            assert os.getpgid(leader) == os.getpgid(kid) == leader != os.getpgid(run.pid)
+        run.send_signal(sig)
+        out, err = run.communicate(timeout=15)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        deadline = time.monotonic() + 5  # SIGKILL is delivered at once; a process's exit takes a moment
+        while any(_live(p) for ps in procs.values() for p in ps) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        leaked = [p for ps in procs.values() for p in ps if _live(p)]
+        for p in leaked:  # (a failing run_all leaves them behind: not this test's to keep)
+            os.kill(p, signal.SIGKILL)
+    assert not leaked, leaked
+    assert run.returncode == 128 + sig, (out, err)
+    line = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(line) == 1 and line[0].startswith(f"run_all: stopped by {signal.Signals(sig).name}: killed 2 running "
+                                                "benchmark(s) (") and "a" in line[0] and "b" in line[0], err
+    assert not pids["c"].exists()  # the timing benchmark never started
 
 
 def test_quality_cache_key_and_store(tmp_path):
