@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
@@ -17,19 +17,23 @@ ifneq ($(VISION),)
 TORCH := torch==2.14.1 torchvision==0.29.1
 EXTRAS := $(EXTRAS),vision
 endif
-# A VISION venv also stamps .installed, so a later plain `make test`/`make demo` does not downgrade torch.
-STAMP := $(VENV)/.installed$(if $(VISION),-vision)
+# The stamp names pyproject.toml's content, not its mtime: a git worktree or fresh checkout (new mtime, same
+# content) reuses a venv (`make bench VENV=/work/main/.venv`); an edited pyproject.toml reinstalls.
+# A VISION venv also stamps the plain name, so a later plain `make test`/`make demo` does not downgrade torch.
+PYPROJECT_SHA := $(shell sha256sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed$(if $(VISION),-vision)-$(PYPROJECT_SHA)
 
 .PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods bench-text bench-text-embed compile run-local image push registry-set image-test clean bench-inference
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
-	touch $@ $(VENV)/.installed
+	rm -f $(VENV)/.installed*
+	touch $@ $(VENV)/.installed-$(PYPROJECT_SHA)
 
 # Real Prometheus, promtool and Alertmanager binaries for the monitoring tests (Debian packages).
 sysdeps:
