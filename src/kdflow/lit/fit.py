@@ -53,6 +53,20 @@ def _check_world(t: Train) -> None:
                           f"{expected}: the launcher and params disagree")
 
 
+class _Checkpoint(ModelCheckpoint):
+    """ModelCheckpoint whose `state_key` is computed once: Lightning formats it into a profiler label on every
+    hook call (~6 per training step), and the stock property rebuilds a dict repr each time."""
+
+    @functools.cached_property
+    def state_key(self) -> str:  # its inputs (monitor, mode, triggers) are fixed at construction
+        return ModelCheckpoint.state_key.fget(self)
+
+
+# The key names the class: keep it the stock callback's, so checkpoints written before (or by plain Lightning)
+# resume with their best score.
+_Checkpoint.__qualname__ = "ModelCheckpoint"
+
+
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule, t: Train, ckpt_dir: Path,
         fingerprint: str, run_id: str | None = None) -> dict:
     """Train, then load the best-on-val weights into `module`. Returns a small history summary."""
@@ -80,9 +94,9 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, t: Train, 
     # Lightning >= 2.6 may save `best` at train-epoch end, after `last`, and a resumed run forgets the best
     # epoch before the kill. `save_last=True` on `best` would refresh last.ckpt only in epochs that improve
     # val_acc (Lightning >= 2.5), so a kill would redo every epoch since then.
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_acc", mode="max", save_top_k=1,
+    best = _Checkpoint(dirpath=ckpt_dir, filename="best", monitor="val_acc", mode="max", save_top_k=1,
                            save_weights_only=True, enable_version_counter=False, save_on_train_epoch_end=False)
-    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False,
+    last_cb = _Checkpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False,
                            save_on_train_epoch_end=False)
     # Progress: rich bar on a terminal, plain lines in a pod log or `dvc repro > log` (fingerprints start
     # with the stage name).
