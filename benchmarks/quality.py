@@ -39,7 +39,7 @@ SETS = {  # name: profile (benchmarks/profiles/<profile>.yaml; default = params.
 }
 SIZES = {  # overrides by run size; `epochs` scales every training section
     "full": {"seeds": 3, "epochs": 1.0, "over": {}},
-    "quick": {"seeds": 1, "epochs": 0.2, "over": {"data.transfer_size": 10_000, "evaluate.latency_repeats": 50}},
+    "quick": {"seeds": 1, "epochs": 0.1, "over": {"data.transfer_size": 10_000, "evaluate.latency_repeats": 50}},
     "dry": {"seeds": 1, "epochs": 0.0, "over": {"data.num_samples": 600, "data.val_size": 100, "data.test_size": 100,
                                                 "data.train_limit": 200, "data.transfer_size": 200,
                                                 "evaluate.latency_repeats": 10, "evaluate.ood_samples": 50}},

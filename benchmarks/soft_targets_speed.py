@@ -31,7 +31,7 @@ from harness.results import finish  # noqa: E402
 from harness.stages import stage  # noqa: E402
 from harness.tables import table, verdict  # noqa: E402
 
-SIZES = {"full": (60_000, 3), "quick": (20_000, 2), "dry": (1_000, 1)}  # (train samples, repeats)
+SIZES = {"full": (60_000, 3), "quick": (20_000, 1), "dry": (1_000, 1)}  # (train samples, repeats)
 
 
 def raw_paths(teacher: Path, data: Path, splits: list[str], batch: int, out: Path) -> dict[str, dict[str, float]]:

@@ -105,7 +105,10 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, t: Train, 
         callbacks.append(EarlyStopping(monitor="val_acc", mode="max", patience=t.patience))
     loggers: list = [CSVLogger(ckpt_dir, name="curves", version=0)]
     if run_id is not None:
-        loggers.append(MLFlowLogger(tracking_uri=tracking_uri(), run_id=run_id))
+        # Asynchronous: each epoch's log_batch would otherwise wait on the store's commit (~30 ms per call on
+        # SQLite, two calls an epoch) on the training thread. Lightning's finalize ends the run with
+        # set_terminated, which flushes the queue, also when the fit fails.
+        loggers.append(MLFlowLogger(tracking_uri=tracking_uri(), run_id=run_id, synchronous=False))
     trainer = L.Trainer(
         max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=t.strategy, precision=t.precision, callbacks=callbacks, logger=loggers,
