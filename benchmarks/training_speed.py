@@ -37,8 +37,7 @@ from harness.tables import table, verdict  # noqa: E402
 SIZES = {"full": (60_000, 3, 2), "quick": (10_000, 3, 1), "dry": (1_000, 2, 1)}  # (samples, epochs per run, rounds)
 # `kdflow <stage>` processes timed beside a plain script; quick times distill alone (each pair of processes costs
 # 25-45 s, start-up included: the other two would be a third of `make bench-quick`'s 5 min)
-CLI_STAGES = {"full": ("train_baseline", "distill", "train_teacher"), "quick": ("distill",),
-              "dry": ("train_baseline", "distill", "train_teacher")}
+CLI_QUICK = ("distill",)
 MODES = {  # key: (what, stage, overrides)
     "a": ("hard labels only", "train_baseline", {}),
     "b": ("KD, cached soft targets", "distill", {}),
@@ -206,7 +205,7 @@ def cli_round(raw: dict, stage: str, params: Path, data: Path, store: Path, work
 
 
 def cli_section(raw: dict, data: Path, store: Path, work: Path, epochs: int, rounds: int,
-                stages: tuple[str, ...] = tuple(CLI)) -> tuple[str, dict]:
+                stages: tuple[str, ...]) -> tuple[str, dict]:
     raw = with_overrides(raw, {f"{sec}.epochs": epochs for sec in ROLES_TRAIN} |
                            {f"{sec}.progress_bar": True for sec in ROLES_TRAIN})
     params = work / "params-cli.yaml"
@@ -255,7 +254,8 @@ def run(size: str, results: Path, keep: bool = False) -> dict:
             for kind in kinds:
                 epochs_s[key][kind] += got[kind]
     clock.stop()
-    cli_md, cli_doc = cli_section(raw, data, store, scratch, max(epochs, 3), rounds, CLI_STAGES[size])
+    cli_md, cli_doc = cli_section(raw, data, store, scratch, max(epochs, 3), rounds,
+                                 CLI_QUICK if size == "quick" else tuple(CLI))
     best = {k: {kind: min(v[kind]) for kind in kinds} for k, v in epochs_s.items()}
     pairs = {"b/a (KD cached / hard)": ("b", "a", 1.05), "c/a (KD online / hard)": ("c", "a", None),
              "Lightning / plain": ("a", "plain", 1.05)}

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from kdflow.config import Train
-from kdflow.data.augment import augment
 from kdflow.data.module import loader
 from kdflow.lit.fit import fit
 from kdflow.lit.modules import ClassifierModule
@@ -35,9 +34,7 @@ class _Automatic(ClassifierModule):
         self.automatic_optimization = True
 
     def training_step(self, batch, batch_idx):
-        x, y, ids = batch
-        x = augment(x, self.aug, self._gen)
-        return sum(self.objective(self.model(x), x, y, ids).values())
+        return self.batch_loss(batch)
 
 
 def _net() -> torch.nn.Module:

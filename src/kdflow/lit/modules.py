@@ -54,6 +54,18 @@ class ClassifierModule(L.LightningModule):
         return {"ce": F.cross_entropy(logits.float(), y)}
 
     def training_step(self, batch, batch_idx):
+        loss = self.batch_loss(batch)
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        sched = self.lr_schedulers()
+        if sched is not None:
+            sched.step()
+        return loss
+
+    def batch_loss(self, batch) -> torch.Tensor:
+        """The training loss of one batch; its terms are summed for the epoch's log."""
         x, y, ids = batch
         x = augment(x, self.aug, self._gen)
         logits = self.model(x)
@@ -66,13 +78,6 @@ class ClassifierModule(L.LightningModule):
             acc = self._sums.get(name)
             self._sums[name] = value.detach() * n if acc is None else acc + value.detach() * n
         self._count += n
-        opt = self.optimizers()
-        opt.zero_grad()
-        self.manual_backward(loss)
-        opt.step()
-        sched = self.lr_schedulers()
-        if sched is not None:
-            sched.step()
         return loss
 
     def on_train_epoch_end(self) -> None:
