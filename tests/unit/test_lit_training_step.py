@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from kdflow.config import Train
-from kdflow.data.module import loader
+from kdflow.data.module import MAX_GROUP, EpochBatches, TensorBatches, batches, group_size, loader
 from kdflow.lit.fit import fit
 from kdflow.lit.modules import ClassifierModule
 
@@ -59,3 +59,40 @@ def test_manual_optimization_trains_as_lightnings_automatic_loop(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(ours, start))  # it trained
     for a, b in zip(ours, reference):
         torch.testing.assert_close(a, b, rtol=0, atol=0)  # the LR schedule stepped alike, every step
+
+
+class _Grouped(_Data):
+    """The same batches served `group` per loader item (the in-memory training loader's grouping)."""
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def train_dataloader(self):
+        ds = TensorBatches([self.part])
+        return batches(ds, EpochBatches(len(ds), B, True, 0, drop_last=True, group=self.group))
+
+
+def test_grouped_batches_train_as_one_batch_per_item(tmp_path):
+    """Several batches per loader item (one optimizer step each, in order) train bit for bit as one batch per
+    item: the same steps, schedule and per-epoch draws. 12 batches in groups of 5 leave a short last group."""
+    runs = {}
+    for group in (1, 5):
+        torch.manual_seed(0)
+        model = _net()
+        t = Train(epochs=3, batch_size=B, lr=1e-2, scheduler="onecycle", progress_bar=False,
+                  augment={"enabled": True, "noise": 0.1})
+        module = ClassifierModule(model, t)
+        fit(module, _Grouped(group), t, tmp_path / f"g{group}", f"test:g{group}")
+        assert module.trainer.global_step == 3 * (N // B)
+        assert module.trainer.num_training_batches == -(-(N // B) // group)
+        runs[group] = [p.detach().clone() for p in model.parameters()]
+    for a, b in zip(runs[1], runs[5]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_group_size_bounds():
+    assert group_size(128, 784 * 4) == MAX_GROUP  # MNIST vectors: 0.4 MB a batch
+    assert group_size(128, 3 * 32 * 32 * 4) == 2  # CIFAR-sized images: 1.5 MB a batch
+    assert group_size(64, 3 * 224 * 224 * 4) == 1  # large images gain nothing, keep memory flat
+    assert group_size(128, 784 * 4, world_size=2) == 1  # DDP arms its gradient sync once per module call

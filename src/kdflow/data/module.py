@@ -4,6 +4,11 @@ Batches are gathered by index from in-memory tensors (one fancy-index per batch,
 collate), which keeps the loader far below the cost of a student's step. The sampler reseeds
 per epoch, so a run resumed from a checkpoint sees the same batches as an uninterrupted one.
 Transfer samples carry label -1.
+
+Small in-memory batches travel in groups: one loader item holds up to `MAX_GROUP` consecutive batches
+and the module takes one optimizer step per batch in it (`ClassifierModule.training_step`). Lightning's
+per-item work (fetch, hooks, callbacks: ~0.7 ms on CPU) then runs once per group, not once per step,
+which is 5-10 % of a small model's step; the steps, their batches and their order are unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from kdflow.io import read_json, require_dir
 
 SPLITS = ("train", "val", "test", "transfer")
 UNLABELED = -1
+MAX_GROUP = 8  # batches per loader item: past 8 the saved per-item cost is < 0.1 ms a step
+GROUP_BYTES = 4 << 20  # a group's inputs stay within a few MB (small images and vectors, not 224² crops)
 
 
 def is_streaming(info: dict) -> bool:
@@ -80,10 +87,13 @@ class TensorBatches(Dataset):
 
 
 class EpochBatches(Sampler):
-    """Yields index batches; shuffled with a (seed, epoch) generator; sharded across DDP ranks."""
+    """Yields index batches, `group` consecutive batches per item; shuffled with a (seed, epoch) generator;
+    sharded across DDP ranks."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, drop_last: bool = False):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, drop_last: bool = False,
+                 group: int = 1):
         self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.group = group
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -104,12 +114,26 @@ class EpochBatches(Sampler):
     def __iter__(self):
         order = self._indices()
         stop = len(order) - (len(order) % self.batch_size if self.drop_last else 0)
-        for i in range(0, stop, self.batch_size):
-            yield order[i:i + self.batch_size]
+        step = self.batch_size * self.group
+        for i in range(0, stop, step):
+            yield order[i:min(i + step, stop)]
 
-    def __len__(self) -> int:
+    @property
+    def batches(self) -> int:
+        """Batches (optimizer steps) per epoch; `len` counts the loader's items (groups)."""
         m = len(self._indices())
         return m // self.batch_size if self.drop_last else -(-m // self.batch_size)
+
+    def __len__(self) -> int:
+        return -(-self.batches // self.group)
+
+
+def group_size(batch_size: int, sample_bytes: int, world_size: int = 1) -> int:
+    """Batches per loader item for in-memory training: as many as fit `GROUP_BYTES`, up to `MAX_GROUP`. One
+    under DDP: its gradient sync is armed once per module call, i.e. for one backward per item."""
+    if world_size > 1:
+        return 1
+    return max(1, min(MAX_GROUP, GROUP_BYTES // max(batch_size * sample_bytes, 1)))
 
 
 class MixedBatches(Sampler):
@@ -220,7 +244,12 @@ class KDDataModule(L.LightningDataModule):
             n_lab = len(split_ids(self.data_dir, "train"))
             sampler = MixedBatches(n_lab, len(ds) - n_lab, self.batch_size, self.labeled_fraction, self.seed)
         else:
-            sampler = EpochBatches(len(ds), self.batch_size, True, self.seed, drop_last=len(ds) > self.batch_size)
+            group = 1
+            if isinstance(ds, TensorBatches):  # text (padded per batch) and streamed batches stay one per item
+                world = self.trainer.world_size if self.trainer is not None else 1
+                group = group_size(self.batch_size, ds.x[:1].numel() * ds.x.element_size(), world)
+            sampler = EpochBatches(len(ds), self.batch_size, True, self.seed, drop_last=len(ds) > self.batch_size,
+                                   group=group)
         return self._loader(ds, sampler, train=True)
 
     def _eval_loader(self, name: str) -> DataLoader:

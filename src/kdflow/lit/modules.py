@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,7 @@ class ClassifierModule(L.LightningModule):
         self._gen = torch.Generator()
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
+        self._rows: int | None = None
         # Manual optimization: the same zero_grad → backward → step → schedule step as Lightning's automatic
         # loop, without its per-step closure and the hooks around it (~0.3 ms a step, 5 % of the 800-800 MLP's
         # CPU step at batch 128; benchmarks/training_speed.py). kdflow has one optimizer, no gradient
@@ -53,15 +56,37 @@ class ClassifierModule(L.LightningModule):
         """Named, weighted loss terms; the training loss is their sum."""
         return {"ce": F.cross_entropy(logits.float(), y)}
 
+    def on_train_start(self) -> None:
+        # Rows per optimizer step when the loader serves several batches per item (kdflow.data.module.group_size)
+        s = self._grouped_sampler()
+        self._rows = s.batch_size if s is not None else None
+
+    def _grouped_sampler(self):
+        s = getattr(getattr(self.trainer, "train_dataloader", None), "sampler", None)
+        return s if getattr(s, "group", 1) > 1 else None
+
+    def _optimizer_steps(self) -> int:
+        """The fit's optimizer steps: Lightning counts loader items, and a grouped item holds several batches."""
+        tr = self.trainer
+        steps = int(tr.estimated_stepping_batches)  # also sets up the train loader when not yet done
+        s = self._grouped_sampler()
+        if s is None:
+            return steps
+        total = tr.max_epochs * s.batches if tr.max_epochs is not None and tr.max_epochs >= 0 else math.inf
+        return int(min(total, tr.max_steps) if tr.max_steps >= 0 else total)
+
     def training_step(self, batch, batch_idx):
-        loss = self.batch_loss(batch)
-        opt = self.optimizers()
-        opt.zero_grad()
-        self.manual_backward(loss)
-        opt.step()
-        sched = self.lr_schedulers()
-        if sched is not None:
-            sched.step()
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        parts = zip(*(t.split(self._rows) for t in batch)) if self._rows else (batch,)
+        for i, part in enumerate(parts):  # one optimizer step per batch of the item, in order
+            if i and 0 <= self.trainer.max_steps <= self.trainer.global_step:
+                break
+            loss = self.batch_loss(part)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            if sched is not None:
+                sched.step()
         return loss
 
     def batch_loss(self, batch) -> torch.Tensor:
@@ -107,7 +132,7 @@ class ClassifierModule(L.LightningModule):
             opt = torch.optim.AdamW(self.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True)
         if t.scheduler == "none":
             return opt
-        steps = self.trainer.estimated_stepping_batches
+        steps = self._optimizer_steps()
         if t.scheduler == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=max(int(steps), 1))
         else:
