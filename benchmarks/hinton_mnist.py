@@ -118,7 +118,9 @@ def report(res: dict, raw: dict) -> tuple[str, float]:
     closed = (mean["baseline"] - mean["student"]) / gap if gap > 0 else float("nan")
     ep = {role: raw[sec.split(".")[0]]["train"]["epochs"] for role, sec in ROLES.items()}
     d = raw["distill"]
-    what = {"teacher": "784-1200-1200-10, dropout 0.2/0.5, ±2 px jitter",
+    tk = raw["teacher"]["model"]["kwargs"]
+    drop = f"{tk.get('input_dropout', 0):g}/{tk.get('dropout', 0):g}"
+    what = {"teacher": f"784-1200-1200-10, dropout {drop}, ±2 px jitter",
             "baseline": "784-800-800-10, no regularization",
             "student": f"784-800-800-10, distilled at T = {d['temperature']:g}, α = {d['alpha']:g}"}
     names = {"teacher": "teacher", "baseline": "student alone", "student": "distilled student"}
