@@ -2,7 +2,7 @@
 
     python benchmarks/hinton_mnist.py [--quick] [--seeds N] [--data mnist:DIR] [--epochs T,B,S]
 
-Teacher MLP 784-1200-1200-10 with dropout (input 0.2, hidden 0.5) and ±2-pixel jitter; student
+Teacher MLP 784-1200-1200-10 with dropout (hidden 0.2, tuned on validation) and ±2-pixel jitter; student
 784-800-800-10 trained alone (no regularization) and distilled at T = 20 from the teacher's logits on
 the unjittered training set (`benchmarks/profiles/hinton-mnist.yaml`). Each model is selected on a
 5,000-image validation split carved from the 60k; the official 10k test set is read once, by evaluate.
