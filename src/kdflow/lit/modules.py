@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import lightning as L
@@ -78,9 +79,9 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         opt, sched = self.optimizers(), self.lr_schedulers()
         parts = zip(*(t.split(self._rows) for t in batch)) if self._rows else (batch,)
-        for i, part in enumerate(parts):  # one optimizer step per batch of the item, in order
-            if i and 0 <= self.trainer.max_steps <= self.trainer.global_step:
-                break
+        tr = self.trainer
+        left = max(tr.max_steps - tr.global_step, 1) if tr.max_steps >= 0 else None  # max_steps holds within an item
+        for part in itertools.islice(parts, left):  # one optimizer step per batch of the item, in order
             loss = self.batch_loss(part)
             opt.zero_grad()
             self.manual_backward(loss)
