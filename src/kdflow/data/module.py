@@ -243,6 +243,10 @@ class KDDataModule(L.LightningDataModule):
         if len(names) == 2 and self.labeled_fraction is not None:
             n_lab = len(split_ids(self.data_dir, "train"))
             sampler = MixedBatches(n_lab, len(ds) - n_lab, self.batch_size, self.labeled_fraction, self.seed)
+        elif self.info.get("modality") == "text":  # samples of similar length per batch: less padding
+            from kdflow.data.buckets import LengthBuckets
+
+            sampler = LengthBuckets(np.diff(ds.offsets), self.batch_size, self.seed, drop_last=len(ds) > self.batch_size)
         else:
             group = 1
             if isinstance(ds, TensorBatches):  # text (padded per batch) and streamed batches stay one per item
