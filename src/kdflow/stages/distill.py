@@ -17,12 +17,12 @@ import torch
 from kdflow import tasks
 from kdflow.config import Params
 from kdflow.data.module import has_split, is_streaming, load_info, split_ids
-from kdflow.data.text import for_student
+from kdflow.data.tokenized import for_student
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
 from kdflow.lit.modules import DistillModule
-from kdflow.logit_store import MANIFEST, MappedTable, count_missing, lookup_table
 from kdflow.models import build_model, load_model
+from kdflow.soft_target_store import MANIFEST, MappedTable, count_missing, lookup_table
 from kdflow.stages.common import check_classes, check_task, initial_model, need, seed_all, train_and_save
 
 
@@ -92,7 +92,7 @@ def build_module(cfg: Params, inputs: dict[str, Path], info: dict, spec: dict, t
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     data = for_student(need(inputs, "data", "distill"))
     if cfg.distill.from_sweep:
-        from kdflow.sweep import apply_best
+        from kdflow.stages.sweep import apply_best
 
         cfg = apply_best(cfg, cfg.distill.from_sweep)
     info = load_info(data)

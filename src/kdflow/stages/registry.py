@@ -140,7 +140,7 @@ STAGES: tuple[Stage, ...] = (
                        help="directory of member stores, one per ensemble.teachers name")),
           outputs=(Port("soft_targets", "soft_targets", "soft_targets/ensemble", flag="out"),),
           params=("ensemble.teachers", "ensemble.include_main", "soft_targets.shard_size"), pipeline=False),
-    Stage("sweep", "kdflow.sweep:run", "search temperature/alpha (and method weights) on cached soft targets; "
+    Stage("sweep", "kdflow.stages.sweep:run", "search temperature/alpha (and method weights) on cached soft targets; "
           "best on the validation split",
           inputs=(DATA, Port("soft_targets", "soft_targets", "soft_targets/teacher"),
                   Port("teacher", "model", "models/teacher", required=False,

@@ -22,9 +22,9 @@ from kdflow.data.module import has_split, is_streaming, load_info, load_split, s
 from kdflow.errors import KdflowError
 from kdflow.inference import engine
 from kdflow.io import atomic_dir, sha256_file
-from kdflow.logit_store import StoreWriter
 from kdflow.models import load_model
 from kdflow.progress import Ticker
+from kdflow.soft_target_store import StoreWriter
 from kdflow.stages.common import check_classes, need
 
 
@@ -37,7 +37,7 @@ def teacher_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int, backe
 def _batches(data: Path, info: dict, splits: list[str], lo: int, hi: int, batch_size: int):
     """(x, ids) batches of samples lo..hi of the concatenated splits."""
     if info.get("modality") == "text":  # ragged token ids, padded per batch
-        from kdflow.data.text import TokenBatches, read_split
+        from kdflow.data.tokenized import TokenBatches, read_split
 
         # Batches of similar length (the store is keyed by id, so order is free): SST-2-like data mixes 3-token
         # phrases with 60-token sentences, and padding each batch to its longest would cost the teacher ~3×.
