@@ -97,7 +97,7 @@ text-teacher: teacher-wheel
 
 # SST-2: all-MiniLM-L6-v2 fine-tuned (cached by content hash), then distilled (docs/text.md); ≤ 60 min on 2 cores
 bench-text: teacher-wheel
-	$(PY) benchmarks/text.py $(BENCH_TEXT_ARGS)
+	$(PY) benchmarks/text_sst2.py $(BENCH_TEXT_ARGS)
 
 # SST-2: the sentence encoder all-MiniLM-L6-v2 distilled into a 4-layer encoder (docs/text.md); ~20 min on a quiet machine (est.)
 bench-text-embed: teacher-wheel
