@@ -123,9 +123,9 @@ class TrainingJob(Strict):
 
     enabled: bool = False
     kind: Literal["TrainJob", "PyTorchJob"] = "TrainJob"
-    trainer_version: Literal["v2.0", "v2.1", "v2.2"] = Field(
-        "v2.1", description="Kubeflow Trainer release of the cluster: the TrainJob's pod override field is "
-        "podSpecOverrides (v2.0), podTemplateOverrides (v2.1), runtimePatches (v2.2)")
+    trainer_version: Literal["v2.0", "v2.1", "v2.2", "v2.3"] = Field(
+        "v2.3", description="Kubeflow Trainer release of the cluster: the TrainJob's pod override field is "
+        "podSpecOverrides (v2.0), podTemplateOverrides (v2.1), runtimePatches (v2.2, v2.3)")
     runtime: str = Field("torch-distributed", description="TrainJob: ClusterTrainingRuntime name")
     num_nodes: int = Field(2, ge=1)
     procs_per_node: int = Field(1, ge=1, description="torchrun processes per node = Lightning devices")
@@ -133,7 +133,8 @@ class TrainingJob(Strict):
     service_account: str | None = None
     timeout_seconds: int = Field(86400, ge=60)
     poll_seconds: int = Field(15, ge=1)
-    backoff_limit: int = Field(0, ge=0)
+    backoff_limit: int = Field(3, ge=0, description="PyTorchJob: pod restarts (restartPolicy OnFailure) before "
+                               "the job fails; each resumes from the checkpoints on the PVC")
     ttl_seconds: int = Field(3600, ge=0, description="PyTorchJob: delete the finished job after this long "
                              "(the launcher deletes it sooner; this covers a launcher that died)")
 
