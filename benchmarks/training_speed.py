@@ -138,9 +138,9 @@ def plain_child(params: Path, data: Path, stage: str, epochs: int, store: Path |
     from kdflow.config import validate
     from kdflow.data.augment import augment
     from kdflow.data.module import load_info, load_split
-    from kdflow.logit_store import lookup_table
     from kdflow.losses.kd import kd_terms
     from kdflow.models import build_model
+    from kdflow.soft_target_store import lookup_table
     from kdflow.stages.common import seed_all, spec_for
 
     cfg = validate(yaml.safe_load(params.read_text()))

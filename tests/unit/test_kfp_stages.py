@@ -8,8 +8,8 @@ import pytest
 
 from kdflow.errors import KdflowError
 from kdflow.io import read_json
-from kdflow.logit_store import read_store, write_store
 from kdflow.models import build_model, save_model
+from kdflow.soft_target_store import read_store, write_store
 from kdflow.stages import merge_soft_targets, select_best, soft_targets
 from kdflow.stages.common import spec_for
 from tests.helpers import tiny_cfg

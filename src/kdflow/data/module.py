@@ -59,7 +59,7 @@ def load_split(data_dir: str | Path, split: str) -> dict[str, np.ndarray]:
         raise KdflowError(f"dataset split not found: {path}")
     with np.load(path, allow_pickle=False) as d:
         if "tokens" in d.files:  # text: ragged token ids, padded to the split's longest sample here
-            from kdflow.data.text import padded_split
+            from kdflow.data.tokenized import padded_split
 
             return padded_split(data_dir, split, load_info(data_dir)["tokenizer"]["pad_id"])
         return {k: d[k] for k in ("x", "y", "id")}
@@ -225,7 +225,7 @@ class KDDataModule(L.LightningDataModule):
             policy = self._train_policy() if train else self.info["views"]["eval"]
             return EncodedBatches([open_split(self.data_dir, n) for n in names], self.info, policy, self.seed)
         if self.info.get("modality") == "text":  # ragged token ids, padded per batch
-            from kdflow.data.text import TokenBatches, read_split
+            from kdflow.data.tokenized import TokenBatches, read_split
 
             return TokenBatches([read_split(self.data_dir, n) for n in names], self.info["tokenizer"]["pad_id"])
         return TensorBatches([self.split(n) for n in names])

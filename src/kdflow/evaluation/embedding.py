@@ -21,10 +21,10 @@ import torch
 from kdflow import tracking
 from kdflow.config import Params
 from kdflow.data.module import load_info
-from kdflow.data.text import TokenBatches, read_split
+from kdflow.data.tokenized import TokenBatches, read_split
 from kdflow.errors import KdflowError
 from kdflow.evaluation import report, text_cost
-from kdflow.evaluation.summary import ratios
+from kdflow.evaluation.show import ratios
 from kdflow.io import atomic_dir, write_json
 from kdflow.models import load_model
 from kdflow.progress import Ticker

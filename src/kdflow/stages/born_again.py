@@ -21,7 +21,7 @@ import torch
 
 from kdflow.config import Params
 from kdflow.data.module import has_split, load_info, load_split
-from kdflow.data.text import for_student, is_text
+from kdflow.data.tokenized import for_student, is_text
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir, sha256_file, write_json
 from kdflow.lit.modules import DistillModule

@@ -20,10 +20,10 @@ import torch
 from kdflow import tracking
 from kdflow.config import Params
 from kdflow.data.module import load_info, load_split
-from kdflow.data.text import for_student
+from kdflow.data.tokenized import for_student
 from kdflow.evaluation import perf, report
 from kdflow.evaluation import quality as M
-from kdflow.evaluation.summary import ratios, verdict
+from kdflow.evaluation.show import ratios, verdict
 from kdflow.inference import engine
 from kdflow.io import atomic_dir, read_json, write_json
 from kdflow.models import load_model

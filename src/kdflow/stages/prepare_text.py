@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from kdflow.config import Params
-from kdflow.data import text as T
+from kdflow.data import tokenized as T
 from kdflow.data.module import UNLABELED
 from kdflow.io import write_json
 from kdflow.progress import Ticker

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdflow import tracking
+from kdflow import tasks, tracking
 from kdflow.config import Params
 from kdflow.data.module import has_split, is_streaming, load_info, load_split, split_ids
 from kdflow.errors import KdflowError
 from kdflow.inference import engine
 from kdflow.io import atomic_dir, sha256_file
-from kdflow.logit_store import StoreWriter
 from kdflow.models import load_model
 from kdflow.progress import Ticker
+from kdflow.soft_target_store import StoreWriter
 from kdflow.stages.common import check_classes, need
 
 
@@ -37,7 +37,7 @@ def teacher_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int, backe
 def _batches(data: Path, info: dict, splits: list[str], lo: int, hi: int, batch_size: int):
     """(x, ids) batches of samples lo..hi of the concatenated splits."""
     if info.get("modality") == "text":  # ragged token ids, padded per batch
-        from kdflow.data.text import TokenBatches, read_split
+        from kdflow.data.tokenized import TokenBatches, read_split
 
         # Batches of similar length (the store is keyed by id, so order is free): SST-2-like data mixes 3-token
         # phrases with 60-token sentences, and padding each batch to its longest would cost the teacher ~3×.
@@ -86,13 +86,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path], shard_in
     lo, hi = n * shard_index // num_shards, n * (shard_index + 1) // num_shards
     teacher = engine(teacher, spec, cfg.inference.backend, bulk=True)
     with tracking.stage_run(cfg, "soft_targets", st.model_dump(mode="json"), info["hash"]):
-        if spec.get("task") == "embedding":
-            if st.topk:
-                raise KdflowError("soft_targets.topk: a sentence encoder's embeddings are stored whole (topk: null)")
-            meta_task = {"target": "embedding", "embedding_dim": spec["embedding_dim"]}
-        else:
-            meta_task = {}
-        meta = {**meta_task, "teachers": [{"path": str(teacher_dir), "name": spec["name"],
+        meta = {**tasks.of_spec(spec).store_meta(spec), "teachers": [{"path": str(teacher_dir), "name": spec["name"],
                               "weights_sha256": sha256_file(Path(teacher_dir) / "model.pt")}],
                 "data_hash": info["hash"], "backend": teacher.backend,
                 "splits": splits, "shard_index": shard_index, "num_shards": num_shards}

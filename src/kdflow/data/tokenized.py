@@ -225,7 +225,7 @@ def load_text(d: Data) -> TextRaw:
 
 
 def load_tokenizer(path: str | Path, truncation_side: str = "right"):
-    from kdflow.models.external import need_library
+    from kdflow.models.prefixed_archs import need_library
 
     transformers = need_library("transformers", f"tokenizer {path}")
     if not Path(path).is_dir():
