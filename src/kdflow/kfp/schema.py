@@ -177,6 +177,11 @@ class Kubeflow(Strict):
     retries: int = Field(0, ge=0, description="retries per step (preemptible nodes)")
     training_job: TrainingJob = TrainingJob()
 
+    @field_validator("kfp_backend", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, float | int) else v  # `-S kubeflow.kfp_backend=2.15` reads as YAML
+
     @field_validator("env")
     @classmethod
     def _no_literal_secrets(cls, v: dict[str, str]) -> dict[str, str]:
