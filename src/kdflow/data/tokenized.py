@@ -26,8 +26,9 @@ from torch.utils.data import Dataset
 
 from kdflow.config import Data, TextData
 from kdflow.errors import KdflowError
+from kdflow.names.data_sources import schemes
 
-KINDS = ("csv", "tsv", "jsonl", "parquet", "datasets")
+KINDS = schemes("text")
 TOKENIZER_DIR = "tokenizer"
 STUDENT_VIEW = "student"  # the splits in the student's own tokenization, a dataset dir of its own
 MODALITY = "text"
