@@ -25,6 +25,7 @@ from kdflow.errors import KdflowError
 from kdflow.names.data_sources import describe
 from kdflow.names.losses import COMBINER_NAMES, FEATURE_LOSS_NAMES, LOSS_NAMES
 from kdflow.names.model_sources import MODEL_SOURCES, check_options, is_program
+from kdflow.tasks.names import TASK_NAMES
 
 # `register` is a section name; pydantic warns that it shadows ABCMeta.register, which we never call.
 warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
@@ -366,8 +367,9 @@ class Register(Strict):
 
 class Params(Strict):
     seed: int = 0
-    task: Literal["classification", "embedding"] = Field(
-        "classification", description="embedding: distill a sentence encoder (teacher.source encoder:<dir>, "
+    task: Literal[TASK_NAMES] = Field(
+        "classification", description="what is distilled (kdflow/tasks/names.py). embedding: distill a sentence "
+        "encoder (teacher.source encoder:<dir>, "
         "student text-embed, an embedding_* loss; the store holds the teacher's embeddings; docs/text.md)")
     data: Data = Data()
     teacher: Role

@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from kdflow import tracking
+from kdflow import tasks, tracking
 from kdflow.config import ModelSpec, Params, Role, Train
 from kdflow.data.module import KDDataModule, load_info
 from kdflow.errors import KdflowError
@@ -106,7 +106,7 @@ def train_on_labels(cfg: Params, stage: str, role: str, inputs: dict[str, Path],
     seed_all(cfg.seed)
     model, spec = initial_model(section, load_info(data), role)
     check_task(cfg, spec, f"{role} {spec['name']}")
-    if spec.get("task") == "embedding":  # no labels to learn from: the no-KD reference is the student as initialised
+    if not tasks.of_spec(spec).has_labels():  # e.g. an encoder: the no-KD reference is the student as initialised
         return save_untrained(cfg, stage, role, model, spec, data, outputs)
     module = ClassifierModule(model, section.train, cfg.seed)
     return train_and_save(cfg, stage, role, module, spec, section.train, data, outputs, section.model_dump(mode="json"))

@@ -13,6 +13,8 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kdflow import tasks
+
 # What an artifact is. DVC: `metrics` is a directory whose metrics.json is a DVC metric and whose plots/
 # and report.html are uncached outputs; `checkpoints` persist across `dvc repro` (a killed run resumes).
 KINDS = ("dataset", "model", "soft_targets", "metrics", "registration", "generations", "sweep", "checkpoints")
@@ -159,8 +161,11 @@ def get(name: str) -> Stage:
 
 
 def run_stage(name: str, cfg, inputs: dict, outputs: dict, **options) -> dict:
-    """Call a stage by name, as the CLI, KFP components, tests and benchmarks do."""
-    return get(name).load()(cfg, inputs, outputs, **options)
+    """Call a stage by name, as the CLI, KFP components, tests and benchmarks do: the task's own function
+    for this stage when `cfg.task` declares one (`kdflow.tasks`), the stage's shared body otherwise."""
+    stage = get(name)
+    own = tasks.get(cfg.task).stage(stage.name)
+    return (own or stage.load())(cfg, inputs, outputs, **options)
 
 
 def run_pipeline(cfg, root, stages: tuple[str, ...] = PIPELINE, reuse: dict[str, object] | None = None,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdflow import tracking
+from kdflow import tasks, tracking
 from kdflow.config import Params
 from kdflow.data.module import has_split, is_streaming, load_info, load_split, split_ids
 from kdflow.errors import KdflowError
@@ -86,13 +86,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path], shard_in
     lo, hi = n * shard_index // num_shards, n * (shard_index + 1) // num_shards
     teacher = engine(teacher, spec, cfg.inference.backend, bulk=True)
     with tracking.stage_run(cfg, "soft_targets", st.model_dump(mode="json"), info["hash"]):
-        if spec.get("task") == "embedding":
-            if st.topk:
-                raise KdflowError("soft_targets.topk: a sentence encoder's embeddings are stored whole (topk: null)")
-            meta_task = {"target": "embedding", "embedding_dim": spec["embedding_dim"]}
-        else:
-            meta_task = {}
-        meta = {**meta_task, "teachers": [{"path": str(teacher_dir), "name": spec["name"],
+        meta = {**tasks.of_spec(spec).store_meta(spec), "teachers": [{"path": str(teacher_dir), "name": spec["name"],
                               "weights_sha256": sha256_file(Path(teacher_dir) / "model.pt")}],
                 "data_hash": info["hash"], "backend": teacher.backend,
                 "splits": splits, "shard_index": shard_index, "num_shards": num_shards}
