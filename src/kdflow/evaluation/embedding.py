@@ -20,7 +20,7 @@ import torch
 
 from kdflow import tracking
 from kdflow.config import Params
-from kdflow.data.module import load_info
+from kdflow.data.reader import load_info
 from kdflow.data.tokenized import TokenBatches, read_split
 from kdflow.errors import KdflowError
 from kdflow.evaluation import report, text_cost

@@ -19,8 +19,7 @@ import torch
 
 from kdflow import tracking
 from kdflow.config import Params
-from kdflow.data.module import load_info, load_split
-from kdflow.data.tokenized import for_student
+from kdflow.data.reader import for_student, load_info, load_split
 from kdflow.evaluation import perf, report
 from kdflow.evaluation import quality as M
 from kdflow.evaluation.show import ratios, verdict
