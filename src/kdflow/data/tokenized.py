@@ -343,15 +343,6 @@ def plain_texts(tok, tokens: np.ndarray, offsets: np.ndarray, pair: bool) -> tup
 # ---------------------------------------------------------------- reading prepared splits
 
 
-def for_student(data_dir: str | Path) -> Path:
-    """The dataset a student's stages read: the student tokenization (`student/`) when prepare wrote one."""
-    from kdflow.data.module import load_info
-
-    view = load_info(data_dir).get("student_view")
-    return Path(data_dir) / view if view else Path(data_dir)
-
-
-
 def read_split(data_dir: str | Path, split: str) -> dict[str, np.ndarray]:
     path = Path(data_dir) / f"{split}.npz"
     if not path.is_file():
