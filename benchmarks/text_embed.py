@@ -23,7 +23,7 @@ from harness.profiles import load_profile, quiet_training  # noqa: E402
 from harness.results import write_result  # noqa: E402
 from harness.stages import pipeline  # noqa: E402
 from harness.tables import table, verdict  # noqa: E402
-from text import teacher_dir  # noqa: E402
+from text_sst2 import teacher_dir  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "sst2"  # ../shared beside the checkout
 

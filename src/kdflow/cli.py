@@ -22,7 +22,7 @@ EXTERNAL = {  # subcommands whose parsing lives with their feature
     "serve": ("kdflow.serving.app", "run the model server"),
     "monitor": ("kdflow.monitoring.controller", "run the rollback controller"),
     "pipeline": ("kdflow.kfp.cli", "compile / run-local / submit the Kubeflow pipeline"),
-    "show": ("kdflow.evaluation.summary", "print the evaluation table of a metrics dir"),
+    "show": ("kdflow.evaluation.show", "print the evaluation table of a metrics dir"),
     "dvc-yaml": ("kdflow.stages.dvc_yaml", "write dvc.yaml from the stage registry (--check: verify it)"),
 }
 

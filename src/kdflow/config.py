@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from kdflow.errors import KdflowError
 from kdflow.kfp.schema import Kubeflow
+from kdflow.tasks.names import TASK_NAMES
 
 # `register` is a section name; pydantic warns that it shadows ABCMeta.register, which we never call.
 warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
@@ -368,8 +369,9 @@ class Register(Strict):
 
 class Params(Strict):
     seed: int = 0
-    task: Literal["classification", "embedding"] = Field(
-        "classification", description="embedding: distill a sentence encoder (teacher.source encoder:<dir>, "
+    task: Literal[TASK_NAMES] = Field(
+        "classification", description="what is distilled (kdflow/tasks/names.py). embedding: distill a sentence "
+        "encoder (teacher.source encoder:<dir>, "
         "student text-embed, an embedding_* loss; the store holds the teacher's embeddings; docs/text.md)")
     data: Data = Data()
     teacher: Role

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from kdflow.cli import main as kdflow_main
-from kdflow.logit_store import read_store
 from kdflow.models import load_model
+from kdflow.soft_target_store import read_store
 from kdflow.stages import born_again, distill, evaluate, soft_targets, train_baseline, train_teacher
 from kdflow.stages.registry import run_stage
 from tests.helpers import REPO, repo_copy, tiny_cfg

@@ -12,7 +12,7 @@ from kdflow.models import load_model
 from kdflow.stages.registry import PIPELINE
 from tests.helpers import repo_copy
 from tests.integration.test_dvc_repro import ran, sh
-from tests.support.text import text_params, write_bert, write_csv
+from tests.support.text_fixtures import text_params, write_bert, write_csv
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import yaml
 from kdflow.stages.registry import PIPELINE
 from tests.helpers import repo_copy
 from tests.integration.test_dvc_repro import ran, sh
-from tests.support.text import text_params, write_bert, write_csv
+from tests.support.text_fixtures import text_params, write_bert, write_csv
 
 pytestmark = pytest.mark.integration
 

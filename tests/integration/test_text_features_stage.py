@@ -1,7 +1,7 @@
 """`distill.features` on text through the distill stage: an imported HF teacher's hidden states and attention
 distributions taught to a narrower text-bert student, on padded token-id batches."""
 
-from tests.support.text import write_bert
+from tests.support.text_fixtures import write_bert
 
 HIDDEN = "model.bert.encoder.layer.{}"  # module paths inside the Hugging Face model, relative to .net
 ATTN = "model.bert.encoder.layer.{}.attention.self"
@@ -12,7 +12,7 @@ def test_distill_stage_trains_a_text_student_on_hidden_states_and_attention(tmp_
     from kdflow.config import validate
     from kdflow.io import read_json
     from kdflow.stages import distill, prepare, soft_targets, train_teacher
-    from tests.support.text import text_params, write_csv
+    from tests.support.text_fixtures import text_params, write_csv
 
     hf = write_bert(tmp_path / "bert", num_labels=2, hidden=32)
     raw = text_params(tmp_path, write_csv(tmp_path / "d.csv", 100), hf, {"source": {"uri": str(hf)}},

@@ -11,7 +11,7 @@ from kdflow.errors import KdflowError
 from kdflow.io import read_json
 from kdflow.models import load_model
 from kdflow.stages import distill, evaluate, finetune, prepare, soft_targets, train_baseline, train_teacher
-from tests.support.text import text_params, write_bert, write_csv
+from tests.support.text_fixtures import text_params, write_bert, write_csv
 
 
 def test_student_with_its_own_vocabulary_distills_evaluates_and_serves(tmp_path):

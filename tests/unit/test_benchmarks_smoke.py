@@ -18,8 +18,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import hinton_mnist  # noqa: E402
 import quality  # noqa: E402
 import run_all  # noqa: E402
-import text  # noqa: E402
 import text_embed  # noqa: E402
+import text_sst2  # noqa: E402
 import training_speed  # noqa: E402
 from harness.env import PROFILES, TELEMETRY_OFF  # noqa: E402
 from harness.profiles import load_profile  # noqa: E402
@@ -145,14 +145,14 @@ def test_run_all_collect_reads_results_without_machine_or_date(tmp_path):
 
 
 def test_text_benchmarks_write_through_the_harness(tmp_path, capsys):
-    """text.py and text_embed.py write results/<name>.json with machine, date, markdown and targets, which
+    """text_sst2.py and text_embed.py write results/<name>.json with machine, date, markdown and targets, which
     --collect and the goals table then read (synthetic metrics: the real runs take an hour)."""
     def model(acc, params, tput):
         return {"accuracy": acc, "params": params, "throughput_per_s": tput, "model_throughput_per_s": tput,
                 "latency_p50_ms": 1000 / tput, "tokenize_per_s": 5000.0}
     res = {"profile": "text-sst2", "train_limit": 100, "transfer_size": 50, "teacher": model(0.80, 22e6, 10.0),
            "students": {"text-bert-2x128": {**model(0.79, 4e6, 60.0), "no_kd": model(0.70, 4e6, 60.0)}}}
-    text.save(res, os.getloadavg(), 0.0, complete=True, out=tmp_path)
+    text_sst2.save(res, os.getloadavg(), 0.0, complete=True, out=tmp_path)
     m = {f"{role}.{k}": v for role, probe, cos in (("teacher", 0.85, 1.0), ("student", 0.82, 0.93),
                                                      ("baseline", None, 0.2))
          for k, v in (("probe_accuracy", probe), ("cosine_to_teacher", cos), ("cosine_to_teacher_p10", cos - 0.1),

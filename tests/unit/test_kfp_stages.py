@@ -8,8 +8,8 @@ import pytest
 
 from kdflow.errors import KdflowError
 from kdflow.io import read_json
-from kdflow.logit_store import read_store, write_store
 from kdflow.models import build_model, save_model
+from kdflow.soft_target_store import read_store, write_store
 from kdflow.stages import merge_soft_targets, select_best, soft_targets
 from kdflow.stages.common import spec_for
 from tests.helpers import tiny_cfg
@@ -18,7 +18,7 @@ from tests.helpers import tiny_cfg
 def make_teacher(path, data, seed: int):
     import torch
 
-    from kdflow.data.module import load_info
+    from kdflow.data.reader import load_info
 
     torch.manual_seed(seed)
     spec = spec_for(tiny_cfg().teacher.model, load_info(data))

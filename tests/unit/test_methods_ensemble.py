@@ -8,8 +8,8 @@ import torch
 
 from kdflow.errors import KdflowError
 from kdflow.lit.modules import DistillModule
-from kdflow.logit_store import lookup_table, read_store, write_store
 from kdflow.models import build_model
+from kdflow.soft_target_store import lookup_table, read_store, write_store
 from kdflow.stages import combine_teachers
 from tests.helpers import tiny_cfg
 

@@ -3,7 +3,7 @@
 import pytest
 
 from kdflow.errors import KdflowError
-from kdflow.sweep import apply_best, points, set_path, with_values
+from kdflow.stages.sweep import apply_best, points, set_path, with_values
 from tests.helpers import tiny_cfg
 
 

@@ -67,7 +67,7 @@ def test_evaluate_writes_metrics_plots_report(pipeline):
 
 
 def test_verdict_line_states_retention_size_speed_and_kd_gain_with_ci():
-    from kdflow.evaluation.summary import verdict
+    from kdflow.evaluation.show import verdict
 
     m = {"retention": 0.988, "student.accuracy": 0.9779, "teacher.accuracy": 0.9898, "compression": 72.4,
          "speedup": 7.04, "kd_gain": 0.017}
@@ -99,8 +99,8 @@ def test_register_sets_aliases_and_gates_on_retention(pipeline, tmp_path):
 def test_distill_online_equals_offline_without_augmentation(pipeline, prepared):
     """The online teacher reproduces the cached logits, so the loss matches (float16 storage aside)."""
     from kdflow.lit.modules import DistillModule
-    from kdflow.logit_store import lookup_table
     from kdflow.models import build_model
+    from kdflow.soft_target_store import lookup_table
 
     p, _ = pipeline
     cfg = tiny_cfg()

@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from kdflow.data.module import KDDataModule, load_info, load_split
+from kdflow.data.module import KDDataModule
+from kdflow.data.reader import load_info, load_split
 from kdflow.errors import KdflowError
 from kdflow.stages import prepare
 from tests.helpers import tiny_cfg
@@ -163,8 +164,8 @@ def test_soft_targets_and_distill_agree_across_backends(tmp_path, images):
     """Soft targets streamed batch by batch and distillation through the memory-mapped table give what the
     in-memory path gives on the same small data."""
     from kdflow.config import ModelSpec
-    from kdflow.logit_store import read_store
     from kdflow.models import build_model, save_model
+    from kdflow.soft_target_store import read_store
     from kdflow.stages import distill, soft_targets
     from kdflow.stages.common import spec_for
 

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from kdflow.config import ModelSource, validate
-from kdflow.data.module import KDDataModule, load_info, load_split
-from kdflow.data.text import TokenBatches, pad, read_split, split_texts
+from kdflow.data.module import KDDataModule
+from kdflow.data.reader import load_info, load_split
+from kdflow.data.tokenized import TokenBatches, pad, read_split, split_texts
 from kdflow.errors import KdflowError
 from kdflow.models import build_model, load_model
 from kdflow.models.imported import import_model
 from kdflow.stages import prepare
-from tests.support.text import sentences, text_params, write_bert, write_csv
+from tests.support.text_fixtures import sentences, text_params, write_bert, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_sentence_pairs_get_segment_ids_from_the_separator(tmp_path, hf):
     cfg.data.text.column, cfg.data.text.pair_column = "premise", "hypothesis"
     data, info = prep(tmp_path, cfg)
     assert info["tokenizer"]["pair"] and split_texts(data, "train")[1] is not None
-    from kdflow.models.text import _token_types
+    from kdflow.models.text_nets import _token_types
 
     x = torch.tensor([[2, 10, 3, 11, 12, 3, 0]])
     assert _token_types(x, 3, True).tolist() == [[0, 0, 0, 1, 1, 1, 1]]
@@ -334,7 +335,7 @@ def test_ngram_sampling_cuts_copies_to_whole_word_ngrams_that_the_teacher_labels
     teacher, store = tmp_path / "teacher", tmp_path / "st"
     train_teacher.run(cfg, {"data": data}, {"model": teacher})
     soft_targets.run(cfg, {"data": data, "teacher": teacher}, {"soft_targets": store})
-    from kdflow.logit_store import count_missing, lookup_table
+    from kdflow.soft_target_store import count_missing, lookup_table
 
     assert count_missing(lookup_table(store), tr["id"]) == 0
     raw = text_params(tmp_path, csv, hf, {"source": {"uri": str(hf)}})
@@ -349,7 +350,7 @@ def test_ngram_sampling_cuts_copies_to_whole_word_ngrams_that_the_teacher_labels
 def test_a_student_vocabulary_tokenizes_the_same_samples_by_id(tmp_path, hf):
     from transformers import AutoTokenizer
 
-    from kdflow.data.text import for_student
+    from kdflow.data.reader import for_student
 
     csv = write_csv(tmp_path / "d.csv", 60)
     cfg = cfg_for(tmp_path, hf, f"csv:{csv}", val_size=10, test_size=10)

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from kdflow.config import validate
 from kdflow.errors import KdflowError
 from kdflow.evaluation.embedding import cosines, embed_split, probe
-from kdflow.logit_store import read_store
 from kdflow.losses import LOSSES
 from kdflow.models import build_model, load_model
 from kdflow.models.text_embed import pca_word_embeddings, pool, sentence_config
+from kdflow.soft_target_store import read_store
 from kdflow.stages.registry import run_pipeline, run_stage
-from tests.support.text import text_params, write_bert, write_csv
+from tests.support.text_fixtures import text_params, write_bert, write_csv
 
 STUDENT = {"model": {"name": "text-embed", "kwargs": {"layers": 1, "hidden": 16, "heads": 2, "dim": 32}},
            "train": {"epochs": 1, "batch_size": 32, "lr": 0.01, "progress_bar": False}}
@@ -192,7 +192,7 @@ def test_server_returns_the_students_embeddings(chain):
     """The distilled encoder served over real HTTP on 127.0.0.1: sentences in, vectors out; bad input still 4xx."""
     import httpx
 
-    from kdflow.data.text import load_tokenizer
+    from kdflow.data.tokenized import load_tokenizer
     from kdflow.serving.app import create_app
     from kdflow.serving.config import ServeConfig
     from tests.support.live import serve

@@ -12,7 +12,7 @@ from kdflow.losses.attention_probs import attention_probs_loss, check_shapes
 from kdflow.losses.hint import hint_loss
 from kdflow.models import build_model
 from kdflow.models.imported import import_model
-from tests.support.text import write_bert
+from tests.support.text_fixtures import write_bert
 
 TEXT = {"vocab_size": 37, "pad_id": 0, "sep_id": 3, "pair": False}
 HIDDEN = "model.bert.encoder.layer.{}"

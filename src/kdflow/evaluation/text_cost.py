@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kdflow.data.text import TOKENIZER_DIR, load_tokenizer, split_texts
+from kdflow.data.tokenized import TOKENIZER_DIR, load_tokenizer, split_texts
 
 
 def encode(tok, a: list[str], b: list[str] | None, max_length: int) -> torch.Tensor:

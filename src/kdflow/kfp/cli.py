@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--namespace", default=None, help="KFP namespace (multi-user installs: the profile namespace)")
     j = sub.add_parser("render-job", parents=[common, image], help="print the teacher training job manifest")
     j.add_argument("--kind", choices=["TrainJob", "PyTorchJob"], default=None)
-    j.add_argument("--trainer-version", choices=["v2.0", "v2.1", "v2.2"], default=None)
+    j.add_argument("--trainer-version", choices=["v2.0", "v2.1", "v2.2", "v2.3"], default=None)
     j.add_argument("--name", default="kdflow-teacher")
     j.add_argument("--namespace", default="kubeflow")
     i = sub.add_parser("image", help="print the image reference (manifests/image), or record a pushed one")

@@ -8,7 +8,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import yaml
+
 from kdflow.errors import KdflowError
+from kdflow.kfp import backend
+from kdflow.kfp.params import split
 from kdflow.kfp.pipeline import NAME, build
 
 
@@ -18,6 +22,12 @@ def compile_pipeline(raw_params: dict, out: str | Path, image: str | None = None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build(raw_params, image), str(out))
+    target = split(raw_params)[1].kfp_backend
+    if not backend.supports(target, backend.OPTIONAL_SECRET):  # fields kfp-kubernetes writes regardless
+        header = "".join(line + "\n" for line in out.read_text().splitlines() if line.startswith("#"))
+        spec, *platform = yaml.safe_load_all(out.read_text())
+        docs = [spec, *(backend.lower(p, target) for p in platform)]
+        out.write_text(header + yaml.safe_dump_all(docs, sort_keys=False))
     return out
 
 

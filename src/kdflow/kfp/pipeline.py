@@ -99,7 +99,7 @@ def _fan_outs(step, kf: Kubeflow, image: str):
         with dsl.ParallelFor(teachers, parallelism=limit, name="teachers") as overrides:
             if kf.training_job.enabled:
                 t = step("launch_training_job", params=params, overrides=overrides, settings=kf.model_dump_json(),
-                         image=image, data=data)
+                         image=image, data=data, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
             else:
                 t = step("train_teacher", params=params, overrides=overrides, data=data)
         return step("select_best", "select_teacher", params=params,

@@ -22,9 +22,9 @@ from torch import nn
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
 from kdflow.models.archs import BUILTIN
-from kdflow.models.external import PREFIXED, build_prefixed
-from kdflow.models.text import TEXT_ARCHS
+from kdflow.models.prefixed_archs import PREFIXED, build_prefixed
 from kdflow.models.text_embed import EMBED_ARCHS
+from kdflow.models.text_nets import TEXT_ARCHS
 
 WEIGHTS = "model.pt"
 SPEC = "model.json"
@@ -64,7 +64,7 @@ def build_net(name: str, kwargs: dict[str, Any], input_shape: list[int], num_cla
 def build_model(spec: dict[str, Any]) -> Classifier:
     """Build from a spec dict: name, kwargs, input_shape, num_classes, mean, std (text: the `text` entry)."""
     if spec.get("modality") == "text":
-        from kdflow.models.text import TextClassifier
+        from kdflow.models.text_nets import TextClassifier
 
         kwargs = {**spec["text"], **spec.get("kwargs", {})}
         return TextClassifier(build_net(spec["name"], kwargs, list(spec["input_shape"]), int(spec["num_classes"])))

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from kdflow.errors import KdflowError
-from kdflow.models.external import HFImageNet, need_library
+from kdflow.models.prefixed_archs import HFImageNet, need_library
 from kdflow.models.sources import Loaded, SourceOptions, digest
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

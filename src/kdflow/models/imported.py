@@ -83,7 +83,7 @@ def import_model(src: SourceOptions, info: dict, what: str) -> tuple[Classifier,
 
 
 def _import_text(src: SourceOptions, info: dict, what: str, kind: SourceType, loaded: Loaded):
-    from kdflow.models.text import TextClassifier, text_spec
+    from kdflow.models.text_nets import TextClassifier, text_spec
 
     if kind.program:
         raise KdflowError(f"{what}: exported programs are not supported on text data yet; import the Hugging Face "

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdflow.errors import KdflowError
-from kdflow.models.external import need_library, register_arch
+from kdflow.models.prefixed_archs import need_library, register_arch
 
 EMBEDDING = "embedding"
 POOLINGS = ("mean", "cls", "max")
@@ -65,7 +65,7 @@ class EncoderNet(nn.Module):
 def text_embed(input_shape, num_classes, vocab_size, pad_id, sep_id=None, pair=False, layers=2, hidden=128,
                heads=2, intermediate=None, dropout=0.1, dim=None, pooling="mean", normalize=False, max_positions=512):
     """The embedding student: `text-bert`'s encoder without its classifier, pooled, projected to `dim`."""
-    from kdflow.models.text import text_bert
+    from kdflow.models.text_nets import text_bert
 
     bert = text_bert(input_shape, 1, vocab_size, pad_id, sep_id, pair, layers, hidden, heads, intermediate, dropout,
                      max_positions).model.bert
@@ -79,7 +79,7 @@ EMBED_ARCHS = {"text-embed": text_embed}
 @register_arch("hf-encoder")
 def hf_encoder(ref: str, kwargs: dict, input_shape, num_classes: int) -> nn.Module:
     """`hf-encoder:` rebuilt from `kwargs.config` (written by the `encoder:` source); weights from model.pt."""
-    from kdflow.models.external import hf_config
+    from kdflow.models.prefixed_archs import hf_config
 
     tf = need_library("transformers", "a sentence encoder")
     model = _without_pooler(tf.AutoModel.from_config, hf_config(kwargs["config"]))

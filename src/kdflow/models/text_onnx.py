@@ -24,7 +24,7 @@ def _ids(spec: dict, batch: int, length: int, seed: int) -> torch.Tensor:
 
 def export_text(model: torch.nn.Module, spec: dict, model_dir: Path, out: Path, opset: int = 17) -> dict:
     from kdflow.compress import onnx_session
-    from kdflow.data.text import TOKENIZER_DIR
+    from kdflow.data.tokenized import TOKENIZER_DIR
 
     path = Path(out) / "model.onnx"
     try:

@@ -25,8 +25,8 @@ from kdflow.errors import KdflowError
 from kdflow.io import read_json
 from kdflow.models import SPEC, WEIGHTS, load_model, program_file, spec_size
 from kdflow.models.archs import BUILTIN
-from kdflow.models.text import TEXT_ARCHS
 from kdflow.models.text_embed import EMBED_ARCHS
+from kdflow.models.text_nets import TEXT_ARCHS
 
 ALLOWED_IMPORTS_ENV = "KDFLOW_ALLOWED_IMPORTS"
 ALLOWED_ROOTS_ENV = "KDFLOW_ALLOWED_LOCAL_ROOTS"
@@ -131,7 +131,7 @@ def load_trusted(path: str | Path, where: str):
     check_size(Path(path), spec, where)
     model, spec = load_model(path)
     if spec.get("modality") == "text":  # the server tokenizes: the tokenizer saved with the model
-        from kdflow.data.text import TOKENIZER_DIR, load_tokenizer
+        from kdflow.data.tokenized import TOKENIZER_DIR, load_tokenizer
 
         tok_dir = Path(path) / TOKENIZER_DIR if (Path(path) / TOKENIZER_DIR).is_dir() else Path(path)
         model.tokenizer = load_tokenizer(tok_dir)

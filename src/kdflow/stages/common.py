@@ -13,9 +13,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from kdflow import tracking
+from kdflow import tasks, tracking
 from kdflow.config import ModelSpec, Params, Role, Train
-from kdflow.data.module import KDDataModule, load_info
+from kdflow.data.module import KDDataModule
+from kdflow.data.reader import load_info
 from kdflow.errors import KdflowError
 from kdflow.inference import choose
 from kdflow.io import atomic_dir, need  # noqa: F401  (need: re-exported for the stages)
@@ -31,7 +32,7 @@ def is_rank_zero() -> bool:
 def spec_for(model: ModelSpec | None, info: dict) -> dict[str, Any]:
     if model is None:
         raise KdflowError("this command builds the role's `model`; the role names none (it uses source/init_from)")
-    from kdflow.models.text import text_spec
+    from kdflow.models.text_nets import text_spec
 
     return {"name": model.name, "kwargs": model.kwargs, "input_shape": info["input_shape"],
             "num_classes": info["num_classes"], "classes": info["classes"],
@@ -40,7 +41,7 @@ def spec_for(model: ModelSpec | None, info: dict) -> dict[str, Any]:
 
 def attach_tokenizer(model_dir: Path, data_dir: Path) -> None:
     """A text model carries the tokenizer it was trained with (serving and export tokenize with it)."""
-    from kdflow.data.text import TOKENIZER_DIR
+    from kdflow.data.tokenized import TOKENIZER_DIR
 
     if (Path(data_dir) / TOKENIZER_DIR).is_dir():
         shutil.copytree(Path(data_dir) / TOKENIZER_DIR, Path(model_dir) / TOKENIZER_DIR, dirs_exist_ok=True)
@@ -97,7 +98,7 @@ def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule
 
 def train_on_labels(cfg: Params, stage: str, role: str, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     """A model of `cfg.<role>` trained on hard labels: the teacher, and the student as the no-KD baseline."""
-    from kdflow.data.text import for_student
+    from kdflow.data.reader import for_student
     from kdflow.lit.modules import ClassifierModule
 
     data = need(inputs, "data", stage)
@@ -106,7 +107,7 @@ def train_on_labels(cfg: Params, stage: str, role: str, inputs: dict[str, Path],
     seed_all(cfg.seed)
     model, spec = initial_model(section, load_info(data), role)
     check_task(cfg, spec, f"{role} {spec['name']}")
-    if spec.get("task") == "embedding":  # no labels to learn from: the no-KD reference is the student as initialised
+    if not tasks.of_spec(spec).has_labels():  # e.g. an encoder: the no-KD reference is the student as initialised
         return save_untrained(cfg, stage, role, model, spec, data, outputs)
     module = ClassifierModule(model, section.train, cfg.seed)
     return train_and_save(cfg, stage, role, module, spec, section.train, data, outputs, section.model_dump(mode="json"))

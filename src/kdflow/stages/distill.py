@@ -14,27 +14,22 @@ from pathlib import Path
 
 import torch
 
+from kdflow import tasks
 from kdflow.config import Params
-from kdflow.data.module import has_split, is_streaming, load_info, split_ids
-from kdflow.data.text import for_student
+from kdflow.data.reader import for_student, has_split, load_info, open_dataset, split_ids
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
-from kdflow.lit.modules import DistillModule, EmbeddingDistillModule
-from kdflow.logit_store import MANIFEST, MappedTable, count_missing, lookup_table
+from kdflow.lit.modules import DistillModule
 from kdflow.models import build_model, load_model
+from kdflow.soft_target_store import MANIFEST, MappedTable, count_missing, lookup_table
 from kdflow.stages.common import check_classes, check_task, initial_model, need, seed_all, train_and_save
 
 
 def offline_table(data: Path, store: Path, info: dict, use_transfer: bool) -> tuple[torch.Tensor, dict]:
-    """The store as an id-indexed table, checked against the dataset (classes, coverage): dense in RAM for an
-    in-memory dataset, memory-mapped from disk for a streaming one."""
+    """The store as an id-indexed table, checked against the dataset's coverage (its fit to the student is the
+    task's `check_signal`): dense in RAM for an in-memory dataset, memory-mapped from disk for a streaming one."""
     manifest = read_json(Path(store) / MANIFEST, "soft-target manifest")
-    if manifest.get("target") == "embedding":
-        pass  # a width, not a class count: checked against the student's embedding_dim
-    elif manifest["num_classes"] != info["num_classes"]:
-        raise KdflowError(f"soft targets have {manifest['num_classes']} classes but the dataset has "
-                          f"{info['num_classes']}: teacher/student class-count mismatch")
-    table = MappedTable(store) if is_streaming(info) else lookup_table(store)
+    table = MappedTable(store) if open_dataset(data).streaming else lookup_table(store)
     needed = ["train", "val"] + (["transfer"] if use_transfer and has_split(data, "transfer") else [])
     for split in needed:
         missing = count_missing(table, split_ids(data, split))
@@ -82,14 +77,12 @@ def build_module(cfg: Params, inputs: dict[str, Path], info: dict, spec: dict, t
                                   "combine": cfg.ensemble.combine}
     if d.features:
         source["features"] = [p.model_dump() for p in d.features]
-    if spec.get("task") == "embedding":
-        width = manifest.get("embedding_dim") if table is not None else tspec.get("embedding_dim")
-        if manifest is not None and manifest.get("target") != "embedding" or width != spec["embedding_dim"]:
-            raise KdflowError(f"the student outputs {spec['embedding_dim']}-d embeddings but the teacher signal is "
-                              + (f"{width}-d embeddings" if width else "logits (not a sentence encoder's)")
-                              + ": set student.model.kwargs.dim to the teacher's width")
-    module_cls = EmbeddingDistillModule if spec.get("task") == "embedding" else DistillModule
-    module = module_cls(student, d, seed, table=table, teacher=teacher, teacher_weights=weights,
+    task = tasks.of_spec(spec)
+    # the teacher signal as a store would describe it: the store's manifest, or the online teacher's spec
+    signal = manifest if table is not None else {**tasks.of_spec(tspec).store_meta(tspec),
+                                                 "num_classes": tspec["num_classes"]}
+    task.check_signal(signal, spec, info)
+    module = task.distill_module()(student, d, seed, table=table, teacher=teacher, teacher_weights=weights,
                         input_shape=list(spec["input_shape"]), combine=cfg.ensemble.combine,
                         text=spec.get("text"))
     return module, source
@@ -98,7 +91,7 @@ def build_module(cfg: Params, inputs: dict[str, Path], info: dict, spec: dict, t
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     data = for_student(need(inputs, "data", "distill"))
     if cfg.distill.from_sweep:
-        from kdflow.sweep import apply_best
+        from kdflow.stages.sweep import apply_best
 
         cfg = apply_best(cfg, cfg.distill.from_sweep)
     info = load_info(data)

@@ -15,7 +15,7 @@ import numpy as np
 from kdflow.config import Params
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir, need
-from kdflow.logit_store import read_store, write_store
+from kdflow.soft_target_store import read_store, write_store
 
 SAME = ("num_classes", "topk", "data_hash", "splits", "num_shards")
 

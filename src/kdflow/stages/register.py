@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kdflow import tracking
 from kdflow.config import Params
-from kdflow.data.module import load_info
+from kdflow.data.reader import load_info
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir, read_json, write_json
 from kdflow.stages.common import need

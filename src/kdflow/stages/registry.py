@@ -13,6 +13,8 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kdflow import tasks
+
 # What an artifact is. DVC: `metrics` is a directory whose metrics.json is a DVC metric and whose plots/
 # and report.html are uncached outputs; `checkpoints` persist across `dvc repro` (a killed run resumes).
 KINDS = ("dataset", "model", "soft_targets", "metrics", "registration", "generations", "sweep", "checkpoints")
@@ -138,7 +140,7 @@ STAGES: tuple[Stage, ...] = (
                        help="directory of member stores, one per ensemble.teachers name")),
           outputs=(Port("soft_targets", "soft_targets", "soft_targets/ensemble", flag="out"),),
           params=("ensemble.teachers", "ensemble.include_main", "soft_targets.shard_size"), pipeline=False),
-    Stage("sweep", "kdflow.sweep:run", "search temperature/alpha (and method weights) on cached soft targets; "
+    Stage("sweep", "kdflow.stages.sweep:run", "search temperature/alpha (and method weights) on cached soft targets; "
           "best on the validation split",
           inputs=(DATA, Port("soft_targets", "soft_targets", "soft_targets/teacher"),
                   Port("teacher", "model", "models/teacher", required=False,
@@ -159,8 +161,11 @@ def get(name: str) -> Stage:
 
 
 def run_stage(name: str, cfg, inputs: dict, outputs: dict, **options) -> dict:
-    """Call a stage by name, as the CLI, KFP components, tests and benchmarks do."""
-    return get(name).load()(cfg, inputs, outputs, **options)
+    """Call a stage by name, as the CLI, KFP components, tests and benchmarks do: the task's own function
+    for this stage when `cfg.task` declares one (`kdflow.tasks`), the stage's shared body otherwise."""
+    stage = get(name)
+    own = tasks.get(cfg.task).stage(stage.name)
+    return (own or stage.load())(cfg, inputs, outputs, **options)
 
 
 def run_pipeline(cfg, root, stages: tuple[str, ...] = PIPELINE, reuse: dict[str, object] | None = None,

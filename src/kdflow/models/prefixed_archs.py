@@ -104,7 +104,7 @@ def _hf_image(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) 
 
 @register_arch("hf-text")
 def _hf_text(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) -> nn.Module:
-    from kdflow.models.text import hf_text
+    from kdflow.models.text_nets import hf_text
 
     return hf_text(ref, kwargs, input_shape, num_classes)
 

@@ -65,7 +65,7 @@ class HFTextNet(nn.Module):
 
 
 def _transformers():
-    from kdflow.models.external import need_library
+    from kdflow.models.prefixed_archs import need_library
 
     return need_library("transformers", "a text transformer")
 
@@ -85,7 +85,7 @@ def text_bert(input_shape, num_classes, vocab_size, pad_id, sep_id=None, pair=Fa
 
 def hf_text(ref: str, kwargs: dict, input_shape, num_classes: int) -> nn.Module:
     """`hf-text:` rebuilt from `kwargs.config` (written by the Hugging Face text source); weights from model.pt."""
-    from kdflow.models.external import hf_config
+    from kdflow.models.prefixed_archs import hf_config
 
     tf = _transformers()
     model = tf.AutoModelForSequenceClassification.from_config(hf_config(kwargs["config"]))

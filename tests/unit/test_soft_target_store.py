@@ -4,7 +4,7 @@ import torch
 
 from kdflow.data.module import KDDataModule
 from kdflow.errors import KdflowError
-from kdflow.logit_store import lookup_table, read_store, write_store
+from kdflow.soft_target_store import lookup_table, read_store, write_store
 
 
 def test_store_round_trip_float16_and_checksum(tmp_path):
@@ -46,7 +46,7 @@ def test_shards_join_the_right_samples_under_shuffling(tmp_path, prepared):
 
 @pytest.mark.parametrize("topk", [None, 2])
 def test_mapped_table_matches_the_dense_one_and_store_writer_streams(tmp_path, topk):
-    from kdflow.logit_store import MappedTable, StoreWriter, count_missing
+    from kdflow.soft_target_store import MappedTable, StoreWriter, count_missing
 
     rng = np.random.default_rng(0)
     ids = rng.permutation(np.arange(0, 60, 2))  # even ids only, shuffled
