@@ -10,7 +10,6 @@ ONNX export, the server — feeds raw inputs.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,13 @@ from torch import nn
 
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
-from kdflow.models.archs import BUILTIN
-from kdflow.models.prefixed_archs import PREFIXED, build_prefixed
-from kdflow.models.text_embed import EMBED_ARCHS
-from kdflow.models.text_nets import TEXT_ARCHS
+from kdflow.models import prefixed_archs, programs, text_embed, text_nets  # noqa: F401  (register their archs)
+from kdflow.models.archs import ARCHS, build_arch
+from kdflow.models.programs import load_program
+from kdflow.models.text_nets import TextClassifier
+
+__all__ = ["ARCHS", "SPEC", "WEIGHTS", "Classifier", "build_model", "build_net", "count_params", "load_model",
+           "save_model"]
 
 WEIGHTS = "model.pt"
 SPEC = "model.json"
@@ -46,26 +48,14 @@ class Classifier(nn.Module):
 
 def build_net(name: str, kwargs: dict[str, Any], input_shape: list[int], num_classes: int) -> nn.Module:
     try:
-        if name in BUILTIN:
-            return BUILTIN[name](input_shape, num_classes, **kwargs)
-        if name in TEXT_ARCHS:
-            return TEXT_ARCHS[name](input_shape, num_classes, **kwargs)
-        if name in EMBED_ARCHS:
-            return EMBED_ARCHS[name](input_shape, num_classes, **kwargs)
-        net = build_prefixed(name, kwargs, input_shape, num_classes)
+        return build_arch(name, kwargs, input_shape, num_classes)
     except TypeError as exc:
         raise KdflowError(f"model '{name}': bad kwargs {kwargs}: {exc}") from None
-    if net is None:
-        allowed = ", ".join([*BUILTIN, *TEXT_ARCHS, *EMBED_ARCHS, *(f"{p}:<name>" for p in PREFIXED)])
-        raise KdflowError(f"unknown model '{name}'; allowed: {allowed}")
-    return net
 
 
 def build_model(spec: dict[str, Any]) -> Classifier:
     """Build from a spec dict: name, kwargs, input_shape, num_classes, mean, std (text: the `text` entry)."""
     if spec.get("modality") == "text":
-        from kdflow.models.text_nets import TextClassifier
-
         kwargs = {**spec["text"], **spec.get("kwargs", {})}
         return TextClassifier(build_net(spec["name"], kwargs, list(spec["input_shape"]), int(spec["num_classes"])))
     net = build_net(spec["name"], spec.get("kwargs", {}), list(spec["input_shape"]), int(spec["num_classes"]))
@@ -192,11 +182,6 @@ def load_model(path: str | Path) -> tuple[Classifier, dict]:
 def _program_model(path: Path, spec: dict) -> Classifier:
     """An exported/ONNX teacher: the program file beside model.json is the network; model.pt holds only
     kdflow's normalization buffers."""
-    from kdflow.models.programs import load_program
-
     net = load_program(program_file(path, spec))
     return Classifier(net, spec["mean"], spec["std"], list(spec["input_shape"]))
 
-
-def input_numel(spec: dict) -> int:
-    return math.prod(spec["input_shape"])

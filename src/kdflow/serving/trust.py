@@ -1,8 +1,9 @@
 """What the server and the controller accept from the model registry. Anyone who can write a
 version (its model.json, its tags) must not be able to run code in a serving pod, so:
 
-- a model spec names a built-in architecture or a library one rebuilt by name/config without code
-  from the spec (`torchvision:`, `timm:`, `hf-image:`, an exported `program:`); an
+- a model spec names an architecture registered `trusted` in `kdflow.models.archs.ARCHS` (built-in, or a
+  library one rebuilt by name/config without code from the spec: `torchvision:`, `timm:`, `hf-image:`,
+  an exported `program:`); an
   `import:<module>:<Class>` spec loads only when the operator listed the module in
   `KDFLOW_ALLOWED_IMPORTS` (comma-separated; `pkg` also allows `pkg.sub`);
 - a spec's size is budgeted before anything is allocated: it is built on the `meta` device (shapes
@@ -24,15 +25,11 @@ from pathlib import Path
 from kdflow.errors import KdflowError
 from kdflow.io import read_json
 from kdflow.models import SPEC, WEIGHTS, load_model, program_file, spec_size
-from kdflow.models.archs import BUILTIN
-from kdflow.models.text_embed import EMBED_ARCHS
-from kdflow.models.text_nets import TEXT_ARCHS
+from kdflow.models.archs import find_arch
 
 ALLOWED_IMPORTS_ENV = "KDFLOW_ALLOWED_IMPORTS"
 ALLOWED_ROOTS_ENV = "KDFLOW_ALLOWED_LOCAL_ROOTS"
 REGISTRY_SCHEMES = ("runs:/", "models:/")
-# name/config-built, never import the spec's code
-SAFE_PREFIXES = ("torchvision", "timm", "hf-image", "hf-text", "hf-encoder", "program")
 MAX_PARAMS_ENV, MAX_BYTES_ENV = "KDFLOW_MAX_MODEL_PARAMS", "KDFLOW_MAX_MODEL_BYTES"
 DEFAULT_MAX_PARAMS, DEFAULT_MAX_BYTES = 250_000_000, 1 << 30
 MAX_SPEC_FILE_BYTES = 4 << 20  # model.json itself (a Hugging Face config with 21k labels is ~1 MB)
@@ -105,8 +102,9 @@ def check_spec(spec: dict, where: str) -> None:
     name = spec.get("name")
     if not isinstance(name, str):
         raise KdflowError(f"{where}: model spec has no architecture name")
-    prefix, sep, _ = name.partition(":")
-    if name in BUILTIN or name in TEXT_ARCHS or name in EMBED_ARCHS or (sep and prefix in SAFE_PREFIXES):
+    prefix = name.partition(":")[0]
+    arch, _ = find_arch(name)
+    if arch is not None and arch.trusted:  # name/config-built (`@register_arch(..., trusted=True)`): no spec code
         return
     if prefix == "import":
         module = name.split(":")[1] if name.count(":") == 2 else ""
