@@ -75,7 +75,7 @@ def variants(raw: dict, name: str, counts: dict[str, int]) -> dict[str, dict]:
 def test_accuracy(model_dir: Path, data: Path) -> float:
     import torch
 
-    from kdflow.data.module import load_split
+    from kdflow.data.reader import load_split
     from kdflow.models import load_model
 
     model, _ = load_model(model_dir)
@@ -125,7 +125,7 @@ def run_seed(raw: dict, name: str, seed: int, shared: dict[str, Path], work: Pat
     stage("train_baseline", base, {"data": data}, {"model": work / "baseline", "checkpoints": work / "ckb"})
     acc0 = test_accuracy(work / "baseline", data)
     rows = {"no-KD baseline (augmentation)": {"accuracy": acc0, "kd_gain": 0.0}}
-    from kdflow.data.module import load_info
+    from kdflow.data.reader import load_info
 
     for method, over in variants(raw, name, load_info(data)["counts"]).items():
         if only and not any(method.startswith(o) for o in only):

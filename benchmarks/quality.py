@@ -182,7 +182,7 @@ def _row(res: dict, shared: dict[str, Path]) -> dict:
 
 
 def _test_count(data: Path) -> int:
-    from kdflow.data.module import load_info
+    from kdflow.data.reader import load_info
 
     return load_info(data)["counts"]["test"]
 

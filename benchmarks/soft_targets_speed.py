@@ -40,7 +40,7 @@ def raw_paths(teacher: Path, data: Path, splits: list[str], batch: int, out: Pat
     import numpy as np
     import torch
 
-    from kdflow.data.module import load_split
+    from kdflow.data.reader import load_split
     from kdflow.models import load_model
 
     model, _ = load_model(teacher)

@@ -135,7 +135,7 @@ print("RESULT " + json.dumps({{"seconds": time.perf_counter() - t0, "samples": s
 """
 
 TEACHER_PRELUDE = """
-from kdflow.data.module import load_info
+from kdflow.data.reader import load_info
 from kdflow.models import build_model, save_model
 from kdflow.stages.common import spec_for
 from kdflow.config import ModelSpec
@@ -270,7 +270,7 @@ def raw_inference(teacher: Path, data: Path, samples: int, batch: int) -> dict[s
     """Fastest batched inference of the teacher on decoded tensors in memory: eager and channels_last."""
     import torch
 
-    from kdflow.data.module import load_info
+    from kdflow.data.reader import load_info
     from kdflow.data.streaming import iter_split
     from kdflow.models import load_model
 
@@ -300,7 +300,7 @@ def raw_inference(teacher: Path, data: Path, samples: int, batch: int) -> dict[s
 def run(size: str, results: Path, keep: bool = False) -> dict:
     import torch
 
-    from kdflow.data.module import load_info
+    from kdflow.data.reader import load_info
 
     n = SIZES[size]
     scratch = setup()

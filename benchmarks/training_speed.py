@@ -92,7 +92,7 @@ def plain_epochs(raw: dict, data: Path, epochs: int) -> dict[str, list[float]]:
     import torch.nn.functional as F
 
     from kdflow.config import validate
-    from kdflow.data.module import load_info, load_split
+    from kdflow.data.reader import load_info, load_split
     from kdflow.models import build_model
     from kdflow.stages.common import seed_all, spec_for
 
@@ -137,7 +137,7 @@ def plain_child(params: Path, data: Path, stage: str, epochs: int, store: Path |
 
     from kdflow.config import validate
     from kdflow.data.augment import augment
-    from kdflow.data.module import load_info, load_split
+    from kdflow.data.reader import load_info, load_split
     from kdflow.losses.kd import kd_terms
     from kdflow.models import build_model
     from kdflow.soft_target_store import lookup_table

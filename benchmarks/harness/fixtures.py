@@ -36,7 +36,7 @@ def speed_fixture(work: Path, samples: int) -> tuple[dict, Path, Path]:
     import numpy as np
 
     from kdflow.config import validate
-    from kdflow.data.module import load_info
+    from kdflow.data.reader import load_info
     from kdflow.models import build_model, save_model
     from kdflow.stages.common import spec_for
 

@@ -3,6 +3,11 @@
 DVC, the CLI, KFP components and tests all validate through `load_params`/`Params`,
 so a wrong key fails the same way everywhere: one line naming the key path, the bad
 value and what is allowed.
+
+A leaf: names of losses, model sources and data sources come from the torch-free tables in
+`kdflow.names`, so importing this module imports neither torch nor a loss or a model, and `dvc.yaml`'s
+`prepare` does not rerun when a loss file changes. The `kubeflow:` section belongs to `kdflow.kfp`
+(`kdflow.kfp.schema.Kubeflow` validates it when a pipeline compiles).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kdflow.errors import KdflowError
-from kdflow.kfp.schema import Kubeflow
+from kdflow.names.data_sources import describe
+from kdflow.names.losses import COMBINER_NAMES, FEATURE_LOSS_NAMES, LOSS_NAMES
+from kdflow.names.model_sources import MODEL_SOURCES, check_options, is_program
 from kdflow.tasks.names import TASK_NAMES
 
 # `register` is a section name; pydantic warns that it shadows ABCMeta.register, which we never call.
@@ -91,7 +98,7 @@ class ImageViews(Strict):
 
 
 class TextData(Strict):
-    """Text sources (csv:, tsv:, jsonl:, parquet:, datasets:) read as text: tokenized once in prepare with the
+    """Text sources (kdflow.names.data_sources, kind text) read as text: tokenized once in prepare with the
     teacher's own tokenizer, token ids stored unpadded, padded per batch (docs/text.md)."""
 
     column: str = Field("text", min_length=1, description="the text column")
@@ -100,8 +107,8 @@ class TextData(Strict):
                            "tokenizer; usually the teacher's own directory); nothing is downloaded")
     max_length: int = Field(128, ge=4, le=4096, description="tokens per sample, special tokens included")
     truncation_side: Literal["right", "left"] = "right"
-    transfer: str | None = Field(None, description="unlabeled text for the transfer split: a csv:/tsv:/jsonl:/"
-                                 "parquet:/datasets: source with the same text column(s); labels ignored")
+    transfer: str | None = Field(None, description="unlabeled text for the transfer split: a source ("
+                                 + describe("text") + ") with the same text column(s); labels ignored")
     test: str | None = Field(None, description="a predefined labeled test split (e.g. GLUE dev), same columns")
     test_column: str | None = Field(None, description="the test source's text column, if named otherwise")
     mask_copies: int = Field(0, ge=0, le=20, description="transfer-set augmentation (Tang et al. 2019): this "
@@ -131,9 +138,8 @@ class TextData(Strict):
 
 
 class Data(Strict):
-    source: str = Field("mnist1d", description="mnist1d, digits, npz:, idx:, mnist: (MNIST's 4 idx files), csv:, "
-                        "parquet:, imagefolder:, webdataset:, datasets: (paths may be fsspec URLs for the "
-                        "encoded-image sources)")
+    source: str = Field("mnist1d", description="a scheme of kdflow.names.data_sources: " + describe() + " (paths "
+                        "may be fsspec URLs for the encoded-image sources)")
     num_samples: int = Field(6000, ge=20, description="mnist1d: samples generated")
     seed: int = 0
     val_size: float = Field(0.1, gt=0, description="fraction (<1) or count (>=1)")
@@ -166,9 +172,8 @@ class Data(Strict):
 class ModelSource(Strict):
     """An existing model (`kdflow.models.sources`): imported as the teacher, or a role's starting weights."""
 
-    uri: str = Field(min_length=1, description="kdflow model dir | models:/<name>@<alias> | runs:/<id>/<path> | "
-                     "import:<module>:<Class> | timm:<name> | torchvision:<name> | Hugging Face dir (hf:<dir>) | "
-                     "file.pt2 | file.onnx")
+    uri: str = Field(min_length=1, description="<scheme>:<ref> or a bare path (kdflow.names.model_sources): "
+                     + "; ".join(f"{s.scheme}: {s.help}" for s in MODEL_SOURCES.values()))
     weights: str | None = Field(None, description="import:/timm:/torchvision: state_dict file (.pt, loaded with "
                                 "weights_only=True, or .safetensors)")
     kwargs: dict[str, Any] = Field({}, description="constructor kwargs (import:/timm:/torchvision:) or "
@@ -221,8 +226,7 @@ class SoftTargets(Strict):
 class FeaturePair(Strict):
     """One intermediate-layer term: a student module matched to a teacher module (paths relative to `.net`)."""
 
-    method: str = Field("hint", description="registered feature loss (kdflow.losses): hint (FitNets), "
-                        "attention (AT)")
+    method: str = Field("hint", description="feature loss (kdflow.names.losses): " + FEATURE_LOSS_NAMES.describe())
     student: str = Field(description="student module path, e.g. features.2")
     teacher: str = Field(description="teacher module path, e.g. features.6")
     weight: float = Field(1.0, ge=0)
@@ -231,14 +235,12 @@ class FeaturePair(Strict):
 
     @model_validator(mode="after")
     def _method_known(self) -> FeaturePair:
-        from kdflow.losses import FEATURE_LOSSES
-
-        self.params = FEATURE_LOSSES.check(self.method, self.params)
+        self.params = FEATURE_LOSS_NAMES.check(self.method, self.params)
         return self
 
 
 class Distill(Strict):
-    loss: str = Field("kd", description="output loss from the registry (kdflow.losses): kd, dkd")
+    loss: str = Field("kd", description="output loss (kdflow.names.losses): " + LOSS_NAMES.describe())
     loss_params: dict[str, Any] = Field({}, description="the loss's own parameters (dkd: tckd, nckd)")
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="loss = (1-alpha)·CE(labels) + alpha·KD term")
@@ -256,9 +258,7 @@ class Distill(Strict):
 
     @model_validator(mode="after")
     def _loss_known(self) -> Distill:
-        from kdflow.losses import LOSSES
-
-        self.loss_params = LOSSES.check(self.loss, self.loss_params)
+        self.loss_params = LOSS_NAMES.check(self.loss, self.loss_params)
         return self
 
 
@@ -273,8 +273,8 @@ class EnsembleMember(Strict):
 class Ensemble(Strict):
     teachers: dict[str, EnsembleMember] = Field({}, description="extra teachers (foreach stage in methods/)")
     include_main: bool = Field(True, description="the main teacher's store comes first in the combination")
-    combine: str = Field("mean_prob", description="registered combiner: mean_prob (average of tempered "
-                         "probabilities), mean_logits")
+    combine: str = Field("mean_prob", description="teacher combiner (kdflow.names.losses): "
+                         + COMBINER_NAMES.describe())
     combine_params: dict[str, Any] = {}
     weights: list[float] | None = Field(None, description="per-teacher weights in the combined store's order; "
                                         "null = equal")
@@ -283,9 +283,7 @@ class Ensemble(Strict):
     def _weights_valid(self) -> Ensemble:
         if self.weights is not None and (min(self.weights, default=-1) < 0 or sum(self.weights) <= 0):
             raise ValueError("ensemble.weights must be non-negative with a positive sum")
-        from kdflow.losses import COMBINERS
-
-        self.combine_params = COMBINERS.check(self.combine, self.combine_params)
+        self.combine_params = COMBINER_NAMES.check(self.combine, self.combine_params)
         reserved = {"main", "data"} & set(self.teachers)
         if reserved:
             raise ValueError(f"ensemble.teachers names {sorted(reserved)} are reserved (main teacher, dataset)")
@@ -381,7 +379,8 @@ class Params(Strict):
     finetune: Finetune = Finetune()
     evaluate: Evaluate = Evaluate()
     register: Register = Register()
-    kubeflow: Kubeflow = Kubeflow()  # cluster settings; not part of the lineage hash
+    kubeflow: dict[str, Any] = Field({}, description="cluster settings, owned and validated by kdflow.kfp "
+                                     "(kdflow.kfp.schema.Kubeflow); not part of the lineage hash")
     ensemble: Ensemble = Ensemble()
     born_again: BornAgain = BornAgain()
     sweep: Sweep = Sweep()
@@ -394,20 +393,17 @@ class Params(Strict):
         self.student.check("student")
         sources = [(r, k, s) for r in ("teacher", "student") for k in ("source", "init_from")
                    if (s := getattr(getattr(self, r), k)) is not None]
-        if sources:
-            from kdflow.models.sources import check_options, is_program  # lazy: torch only when a source is set
-
-            for role, key, src in sources:
-                if (problem := check_options(src)) is not None:
-                    raise ValueError(f"{role}.{key}: {problem}")
-                if not is_program(src.uri):
-                    continue
-                if key == "init_from":
-                    raise ValueError(f"{role}.init_from '{src.uri}' is an exported program: it cannot be trained")
-                if self.soft_targets.mode == "online" or self.distill.features:
-                    raise ValueError(f"teacher.source '{src.uri}' is an exported program without Python modules: "
-                                     "it can only give offline soft targets (soft_targets.mode: offline, "
-                                     "no distill.features)")
+        for role, key, src in sources:
+            if (problem := check_options(src)) is not None:
+                raise ValueError(f"{role}.{key}: {problem}")
+            if not is_program(src.uri):
+                continue
+            if key == "init_from":
+                raise ValueError(f"{role}.init_from '{src.uri}' is an exported program: it cannot be trained")
+            if self.soft_targets.mode == "online" or self.distill.features:
+                raise ValueError(f"teacher.source '{src.uri}' is an exported program without Python modules: "
+                                 "it can only give offline soft targets (soft_targets.mode: offline, "
+                                 "no distill.features)")
         return self
 
     @model_validator(mode="after")
@@ -421,10 +417,8 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _task_consistent(self) -> Params:
-        from kdflow.losses.embedding import is_embedding_loss
-
         emb = self.task == "embedding"
-        if is_embedding_loss(self.distill.loss) != emb:
+        if (LOSS_NAMES[self.distill.loss].target == "embedding") != emb:
             raise ValueError(f"distill.loss '{self.distill.loss}' " + (
                 "is a classification loss but task is embedding: use embedding_mse or embedding_cosine" if emb else
                 "is an embedding loss: set task: embedding (or use a classification loss: kd, dkd)"))

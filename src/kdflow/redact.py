@@ -7,7 +7,12 @@ from __future__ import annotations
 import logging
 import re
 
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@'\"<>]+@")
+# scheme://[userinfo@]host...: RFC 3986 userinfo is unreserved / %-escapes / sub-delims (!$&'()*+,;=) / ":",
+# and passwords in the wild also hold a raw "@" (URL parsers then take the host after the LAST "@"), or a raw
+# "/", "?", "#" (the URL no longer parses, and its error message prints it). So the userinfo is taken to run
+# from "//" to the last "@" before whitespace: no character a password may hold ends it early. A URL whose
+# path or query holds an "@" loses the part before it too (over-redaction, never a leak).
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)\S*@")
 _QUERY = re.compile(r"(?P<key>[?&;](?:[A-Za-z0-9_\-]*(?:token|password|passwd|secret|key|sig|signature|credential)"
                     r"[A-Za-z0-9_\-]*)=)[^&\s'\"<>]+", re.IGNORECASE)
 

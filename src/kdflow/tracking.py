@@ -7,16 +7,21 @@ server through `MLFLOW_TRACKING_URI`. Promotion and rollback move aliases, never
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import random
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kdflow.errors import KdflowError
-from kdflow.io import read_json
+
+log = logging.getLogger("kdflow.tracking")
+T = TypeVar("T")
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -27,6 +32,55 @@ PREVIOUS_TAG = "kdflow.previous_champion"
 TEACHER_TAG = "kdflow.teacher_uri"
 PROMOTED_AT_TAG = "kdflow.promoted_at"
 REF_PREFIX = "kdflow.ref."  # reference values from evaluation: teacher_agreement, confidence_mean, class_share.<k>
+# MLflow's answer for a missing model/version (RESOURCE_DOES_NOT_EXIST) or alias (INVALID_PARAMETER_VALUE)
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+# MLflow error codes that say "ask again later": a locked sqlite store, an overloaded or unreachable server
+TRANSIENT = ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED",
+             "SERVICE_UNDER_MAINTENANCE", "ABORTED")
+
+
+class RegistryUnavailable(KdflowError):
+    """The registry could not be asked (an error that may pass): not an answer about the model."""
+
+
+def transient(exc: BaseException) -> bool:
+    """True for errors that say nothing about the model or version asked for: the store is locked, busy
+    or unreachable. A missing version, a refused spec or a corrupt file is not transient."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, RegistryUnavailable):
+        return True
+    if isinstance(exc, MlflowException):
+        return exc.error_code in TRANSIENT
+    if isinstance(exc, FileNotFoundError):
+        return False
+    try:
+        import requests
+
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return True
+    except ImportError:  # pragma: no cover - requests comes with mlflow
+        pass
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def retrying(fn: Callable[[], T], what: str, attempts: int = 3, backoff_s: float = 0.15) -> T:
+    """`fn()`, called again (up to `attempts` times, backoff_s, 2x backoff_s, ... with jitter) while it raises a
+    transient registry error; then RegistryUnavailable naming `what`. Other errors pass at once.
+    (tenacity is not a dependency; this is all of it the registry calls need.)"""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            if attempt == attempts:
+                raise RegistryUnavailable(f"MLflow registry unavailable while {what} ({attempts} attempts): "
+                                          f"{first}") from None
+            log.debug("registry error while %s (attempt %d/%d): %s", what, attempt, attempts, first)
+            time.sleep(backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def tracking_uri() -> str:
@@ -102,49 +156,6 @@ def log_artifacts(*paths: Path) -> None:
             mlflow.log_artifact(str(path))
 
 
-def register_model(model_dir: Path, name: str, tags: dict[str, str] | None = None,
-                   teacher_dir: Path | None = None) -> str:
-    """Log the student as an MLflow Model (torch.export `pt2`, signature, input example) with kdflow's
-    `model.json` + `model.pt` beside it, register it, return the new version.
-
-    The teacher (the shadow oracle of a served student) is logged under the run's `teacher/`
-    artifacts and named by the version tag `kdflow.teacher_uri`. Must run inside an active MLflow run.
-    """
-    import mlflow
-    import mlflow.pytorch
-    import numpy as np
-    import torch
-    from mlflow.models import infer_signature
-
-    from kdflow.models import load_model
-
-    model, spec = load_model(model_dir)
-    example = np.zeros((2, *spec["input_shape"]), np.float32)  # batch 2 keeps the batch dim dynamic in torch.export
-    if spec.get("modality") == "text":  # token ids: [CLS]-like first token, the rest padding
-        example = np.full((2, min(spec["input_shape"][0], 16)), spec["text"]["pad_id"], np.int64)
-        example[:, 0] = 1
-    with torch.no_grad():
-        out = model(torch.from_numpy(example)).numpy()
-    info = mlflow.pytorch.log_model(
-        model, name="model", serialization_format="pt2", input_example=example,
-        signature=infer_signature(example, out), registered_model_name=name,
-        extra_files=[str(model_dir / "model.json"), str(model_dir / "model.pt"),
-                     *(str(f) for f in sorted((model_dir / "tokenizer").glob("*")))],  # a text model's tokenizer
-        pip_requirements=["torch", "kdflow"],
-    )
-    version = str(info.registered_model_version)
-    tags = dict(tags or {})
-    if teacher_dir is not None:
-        program = read_json(teacher_dir / "model.json", "teacher spec").get("program")  # an imported .pt2/.onnx
-        for file in ("model.json", "model.pt", *([program] if program else [])):
-            mlflow.log_artifact(str(teacher_dir / file), "teacher")
-        tags[TEACHER_TAG] = f"runs:/{mlflow.active_run().info.run_id}/teacher"
-    c = client()
-    for k, v in tags.items():
-        c.set_model_version_tag(name, version, k, v)
-    return version
-
-
 def download_model(uri: str, dst: Path | None = None) -> Path:
     """Fetch a registered kdflow model (`models:/<name>@<alias>` or `models:/<name>/<version>`) into a
     directory holding model.json + model.pt, ready for `kdflow.models.load_model`."""
@@ -155,7 +166,9 @@ def download_model(uri: str, dst: Path | None = None) -> Path:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
                                                          tracking_uri=tracking_uri()))
     except Exception as exc:
-        raise KdflowError(f"cannot fetch model {uri}: {str(exc).splitlines()[0]}") from None
+        kind = RegistryUnavailable if transient(exc) else KdflowError  # the registry blinked vs. the model is bad
+        raise kind(f"cannot fetch model {uri}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                   ) from None
     extra = local / "extra_files" if (local / "extra_files").is_dir() else local
     if not (extra / "model.json").is_file():
         raise KdflowError(f"{uri} is not a kdflow model (no extra_files/model.json)")
@@ -163,13 +176,16 @@ def download_model(uri: str, dst: Path | None = None) -> Path:
 
 
 def resolve_alias(name: str, alias: str) -> str | None:
-    """The version an alias points to, or None when it is unset."""
+    """The version an alias points to, or None when the registry answers that it is unset. Any other error
+    (store locked, server down) raises: "could not ask" is not "not set"."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client().get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in NOT_FOUND:
+            return None
+        raise
 
 
 def promote(name: str, version: str) -> str | None:

@@ -18,10 +18,10 @@ TOKEN = "t0ken-for-tests"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
-def firing(version: str) -> dict:
+def firing(version: str, model: str = "sec-ctl") -> dict:
     return {"version": "4", "status": "firing", "alerts": [
-        {"status": "firing", "labels": {"alertname": "KdflowHighErrorRate", "model_version": version,
-                                        "rollback": "true"}}]}
+        {"status": "firing", "labels": {"alertname": "KdflowHighErrorRate", "model_name": model,
+                                        "model_version": version, "rollback": "true"}}]}
 
 
 def controller_app(name: str, **cfg):
@@ -94,6 +94,9 @@ def test_rollback_skips_deleted_and_corrupt_targets_and_watches_the_restored_one
         other = firing("999")  # alerts about another version only: no evidence either way
         d = httpx.post(base + "/alertmanager", json=other, headers=AUTH).json()
         assert d["action"] == "inconclusive" and d["cause"] == "no_evidence"
+        # the champion's version number, but another model's alert (issue 25): not evidence either
+        d = httpx.post(base + "/alertmanager", json=firing(v4, "another-model"), headers=AUTH).json()
+        assert d["action"] == "inconclusive" and tracking.resolve_alias(name, tracking.CHAMPION) == v4, d
         d = httpx.post(base + "/alertmanager", json=firing(v4), headers=AUTH, timeout=60).json()
         assert d["action"] == "rollback" and d["target"] == v1, d
         assert f"v{v2}: not in the registry" in d["reason"] and f"v{v3}: corrupt" in d["reason"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kdflow.compress import export_onnx
-from kdflow.data.module import load_split
+from kdflow.data.reader import load_split
 from kdflow.io import read_json, sha256_file
 from kdflow.models import build_model, load_model
 from kdflow.stages import distill, evaluate, prepare, soft_targets, train_baseline, train_teacher

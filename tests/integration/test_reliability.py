@@ -58,7 +58,7 @@ def kill_after_first_checkpoint(proc: subprocess.Popen, ckpt: Path, sig: int = s
 
 def test_kill_resume_matches_uninterrupted_and_outputs_stay_atomic(tmp_path, prepared):
     from kdflow.config import validate
-    from kdflow.data.module import load_split
+    from kdflow.data.reader import load_split
     from kdflow.errors import KdflowError
     from kdflow.models import load_model
     from kdflow.stages import soft_targets, train_teacher

@@ -177,7 +177,7 @@ def alertmanager_cmd(workdir: Path, port: int, webhook_url: str) -> list[str]:
     token.write_text(WEBHOOK_TOKEN)
     auth = {"authorization": {"type": "Bearer", "credentials_file": str(token)}}
     config = {
-        "route": {"receiver": "null", "group_by": ["alertname", "model_version"], "group_wait": "0s",
+        "route": {"receiver": "null", "group_by": ["alertname", "model_name", "model_version"], "group_wait": "0s",
                   "group_interval": "1s", "repeat_interval": "1h",
                   "routes": [{"receiver": "kdflow-controller", "matchers": ['rollback="true"']}]},
         "receivers": [{"name": "null"},

@@ -1,6 +1,6 @@
 """Real servers inside the test process (uvicorn on 127.0.0.1, a free port, the production config and
 limits) and versions written straight into a real MLflow sqlite store — including the hostile ones
-an attacker with registry write access could write, which `tracking.register_model` would refuse."""
+an attacker with registry write access could write, which `kdflow.models.mlflow_model.register_model` would refuse."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def model_dir(path: Path, seed: int = 0, length: int = 6, classes: int = 3, **sp
 
 def register_dir(name: str, directory: Path, tags: dict[str, str] | None = None) -> str:
     """Register `directory` (model.json + model.pt, as-is) as a new version, laid out like
-    `tracking.register_model` lays it out (`model/extra_files/`). Returns the version."""
+    `kdflow.models.mlflow_model.register_model` lays it out (`model/extra_files/`). Returns the version."""
     import mlflow
     from mlflow.exceptions import MlflowException
 

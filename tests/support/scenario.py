@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
+from kdflow.models.mlflow_model import register_model
 from kdflow.monitoring import rules
 from kdflow.monitoring.champion import ROLLBACK_REASON_TAG
 from kdflow.monitoring.prom import Prometheus
@@ -154,7 +155,7 @@ def _build_store(workdir: Path, name: str) -> Store:
         versions = {}
         for role in ("good", "bad"):
             with mlflow.start_run(run_name=f"register-{role}"):
-                versions[role] = tracking.register_model(dirs[role], name, refs, teacher_dir=dirs["teacher"])
+                versions[role] = register_model(dirs[role], name, refs, teacher_dir=dirs["teacher"])
         tracking.promote(name, versions["good"])
     return Store(workdir, uri, name, versions["good"], versions["bad"], xv[:200].tolist())
 

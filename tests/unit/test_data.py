@@ -7,7 +7,8 @@ import torch
 
 from kdflow.config import Augment, Data
 from kdflow.data.augment import augment
-from kdflow.data.module import KDDataModule, load_split
+from kdflow.data.module import KDDataModule
+from kdflow.data.reader import load_split
 from kdflow.data.sources import load_source
 from kdflow.data.split import leakage
 from kdflow.errors import KdflowError
@@ -16,7 +17,7 @@ from tests.helpers import tiny_cfg
 
 
 def test_prepare_writes_splits_and_manifest(prepared):
-    from kdflow.data.module import load_info
+    from kdflow.data.reader import load_info
 
     info = load_info(prepared)
     assert info["counts"] == {"train": 400, "val": 100, "test": 100, "transfer": 300}

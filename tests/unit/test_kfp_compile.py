@@ -254,8 +254,9 @@ def test_training_job_variant_launches_the_teacher(tmp_path):
     assert "exec-train-teacher" not in spec["deploymentSpec"]["executors"]
     (task,) = by_component(spec, "comp-launch-training-job")
     settings = json.loads(task["inputs"]["parameters"]["settings"]["runtimeValue"]["constant"])
-    assert settings["training_job"]["num_nodes"] == 4 and settings["training_job"]["trainer_version"] == "v2.1"
+    assert settings["training_job"]["num_nodes"] == 4 and settings["training_job"]["trainer_version"] == "v2.3"
     assert task["inputs"]["parameters"]["image"]["runtimeValue"]["constant"] == IMAGE
+    assert task["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
 
 
 def run_cli(*args, cwd):

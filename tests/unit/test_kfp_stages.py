@@ -18,7 +18,7 @@ from tests.helpers import tiny_cfg
 def make_teacher(path, data, seed: int):
     import torch
 
-    from kdflow.data.module import load_info
+    from kdflow.data.reader import load_info
 
     torch.manual_seed(seed)
     spec = spec_for(tiny_cfg().teacher.model, load_info(data))

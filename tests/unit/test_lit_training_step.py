@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from kdflow.config import Train
-from kdflow.data.module import MAX_GROUP, EpochBatches, TensorBatches, batches, group_size, loader
+from kdflow.data.reader import TensorBatches, batches
+from kdflow.data.samplers import MAX_GROUP, EpochBatches, group_size, loader
 from kdflow.lit.fit import fit
 from kdflow.lit.modules import ClassifierModule
 

@@ -2,7 +2,8 @@
 
 import torch
 
-from kdflow.data.module import KDDataModule, MixedBatches
+from kdflow.data.module import KDDataModule
+from kdflow.data.samplers import MixedBatches
 from tests.helpers import tiny_cfg
 
 

@@ -72,6 +72,16 @@ def test_every_rollback_alert_is_per_version():
                 assert "model_version" in rule["expr"], rule["alert"]
 
 
+def test_versions_are_never_aggregated_without_their_model():
+    """Two models in a namespace both have a version 2: every by/on clause that keeps model_version keeps
+    model_name too (issue 25: an alert about another model's v2 rolled this model's v2 back)."""
+    for group in rules.load()["groups"]:
+        for rule in group["rules"]:
+            for clause in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", rule["expr"]):
+                if "model_version" in clause:
+                    assert "model_name" in clause, (rule.get("alert") or rule.get("record"), clause)
+
+
 def test_aggregations_keep_namespace_for_the_alertmanagerconfig_route():
     """The Operator matches namespace="<ns>" on AlertmanagerConfig routes: an alert that lost it is never routed."""
     for group in rules.load()["groups"]:

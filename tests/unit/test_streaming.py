@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from kdflow.data.module import KDDataModule, load_info, load_split
+from kdflow.data.module import KDDataModule
+from kdflow.data.reader import load_info, load_split
 from kdflow.errors import KdflowError
 from kdflow.stages import prepare
 from tests.helpers import tiny_cfg

@@ -12,6 +12,7 @@ from kdflow.errors import KdflowError
 from kdflow.io import sha256_file
 from kdflow.models import build_model, load_model, save_model
 from kdflow.models.imported import import_model, save_imported
+from kdflow.models.mlflow_model import register_model
 from kdflow.models.sources import SOURCES, parse
 from tests.helpers import tiny_dict
 
@@ -151,7 +152,7 @@ def test_mlflow_models_and_runs_uris(tmp_path):
     mlflow.set_tracking_uri(tracking.tracking_uri())
     mlflow.set_experiment("sources-test")
     with mlflow.start_run() as run:
-        version = tracking.register_model(d, "src-teacher", teacher_dir=tmp_path / "onnx-teacher")
+        version = register_model(d, "src-teacher", teacher_dir=tmp_path / "onnx-teacher")
     tracking.client().set_registered_model_alias("src-teacher", "gold", version)
     for uri in ("models:/src-teacher@gold", f"runs:/{run.info.run_id}/model"):
         model, spec, _ = import_model(src(uri), info(), "teacher")

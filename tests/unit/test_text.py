@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from kdflow.config import ModelSource, validate
-from kdflow.data.module import KDDataModule, load_info, load_split
+from kdflow.data.module import KDDataModule
+from kdflow.data.reader import load_info, load_split
 from kdflow.data.tokenized import TokenBatches, pad, read_split, split_texts
 from kdflow.errors import KdflowError
 from kdflow.models import build_model, load_model
@@ -349,7 +350,7 @@ def test_ngram_sampling_cuts_copies_to_whole_word_ngrams_that_the_teacher_labels
 def test_a_student_vocabulary_tokenizes_the_same_samples_by_id(tmp_path, hf):
     from transformers import AutoTokenizer
 
-    from kdflow.data.tokenized import for_student
+    from kdflow.data.reader import for_student
 
     csv = write_csv(tmp_path / "d.csv", 60)
     cfg = cfg_for(tmp_path, hf, f"csv:{csv}", val_size=10, test_size=10)

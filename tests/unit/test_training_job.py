@@ -12,12 +12,17 @@ import jsonschema
 import pytest
 import yaml
 
-from kdflow.kfp.jobs import job_state, pod_problems
+from kdflow.kfp import training_job
+from kdflow.kfp.jobs import job_state, pod_problems, stage_files
 from kdflow.kfp.schema import Kubeflow
 from kdflow.kfp.training_job import render
-from tests.helpers import REPO
+from tests.helpers import REPO, tiny_dict
+from tests.support import trainer_rules
 
 TRAINER_SCHEMAS = REPO / "tests" / "data" / "trainer"  # extract.py there says where they come from
+VERSIONS = ["v2.0", "v2.1", "v2.2", "v2.3"]
+FIELD = {"v2.0": "podSpecOverrides", "v2.1": "podTemplateOverrides", "v2.2": "runtimePatches",
+         "v2.3": "runtimePatches"}
 
 IMAGE = "registry.example/kdflow:1"
 SETTINGS = {
@@ -81,20 +86,20 @@ def pod_overrides(job: dict, version: str) -> dict:
         assert o["targetJobs"] == [{"name": "node"}]
         return o["spec"]
     (patch,) = spec["runtimePatches"]
-    assert patch["manager"] == "kdflow.launch-training-job"
+    assert patch["manager"] == "kdflow.io/launch-training-job"
     (rj,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
     assert rj["name"] == "node"
     return rj["template"]["spec"]["template"]["spec"]
 
 
-@pytest.mark.parametrize("version", ["v2.0", "v2.1", "v2.2"])
+@pytest.mark.parametrize("version", VERSIONS)
 def test_trainjob_matches_the_schema_of_its_trainer_release(version):
     job = render(settings(kind="TrainJob", trainer_version=version), IMAGE, "kdflow-teacher-x", "team-a",
                  owner={"apiVersion": "v1", "kind": "Pod", "name": "launcher", "uid": "u-1"})
     jsonschema.validate(job, trainer_schema(version))  # strict: an unknown field fails
-    others = {"v2.0": "podSpecOverrides", "v2.1": "podTemplateOverrides", "v2.2": "runtimePatches"}
-    for other, field in others.items():
-        if other != version:  # the field this release does not know is absent, and its schema refuses it
+    assert trainer_rules.problems(job) == []  # and the webhook's offline-checkable rules pass
+    for field in set(FIELD.values()):
+        if field != FIELD[version]:  # the field this release does not know is absent, and its schema refuses it
             assert field not in job["spec"]
             with pytest.raises(jsonschema.ValidationError):
                 jsonschema.validate({**job, "spec": {**job["spec"], field: []}}, trainer_schema(version))
@@ -115,11 +120,47 @@ def test_trainjob_matches_the_schema_of_its_trainer_release(version):
     assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "kdflow-data"}
     assert pod["nodeSelector"] == {"gpu": "a100"} and pod["serviceAccountName"] == "trainer"
     assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    if version == "v2.2":  # only v2.2 patches the pod securityContext: fsGroup makes the PVC writable
+    if FIELD[version] == "runtimePatches":  # only patches carry the pod securityContext: fsGroup makes the PVC writable
         assert pod["securityContext"] == {"runAsUser": 10001, "fsGroup": 10001, "runAsNonRoot": True}
         assert spec["activeDeadlineSeconds"] == 86400
     else:
         assert "securityContext" not in pod
+
+
+def test_webhook_rules_refuse_what_the_trainer_refuses():
+    job = render(settings(kind="TrainJob", trainer_version="v2.3"), IMAGE, "kdflow-teacher-x", "ns")
+    (patch,) = job["spec"]["runtimePatches"]
+    for bad in ("kdflow.launch-training-job", "kdflow/", "Kdflow.io/x", "/x"):
+        patch["manager"] = bad
+        assert any("manager" in p for p in trainer_rules.problems(job)), bad
+    patch["manager"] = training_job.PATCH_MANAGER
+    (rj,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    rj["template"]["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "X", "value": "1"}]
+    assert trainer_rules.problems(job) == ["container 'node': envs of reserved containers go through spec.trainer"]
+    rj["name"] = "worker"
+    assert "targetJob 'worker' does not exist" in trainer_rules.problems(job)[0]
+    job["metadata"]["name"] = "Teacher_1"
+    assert "DNS-1035" in trainer_rules.problems(job)[0]
+
+
+def test_job_name_and_workdir_are_stable_per_run_and_candidate(tmp_path):
+    """A retried launcher (same KFP run, same candidate) gets the same job and checkpoint directory; another
+    run or candidate never shares one. Staging twice keeps what the first attempt's job wrote."""
+    a = training_job.job_name("run-1", {"seed": 1})
+    assert a == training_job.job_name("run-1", {"seed": 1}) and trainer_rules.problems(
+        render(settings(), IMAGE, a, "ns")) == []
+    assert len({a, training_job.job_name("run-2", {"seed": 1}), training_job.job_name("run-1", {"seed": 2})}) == 3
+    kf = Kubeflow.model_validate({"data_cache": {"pvc": "p", "mount_path": str(tmp_path / "pvc")},
+                                  "training_job": {"enabled": True}})
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text("{}")
+    wd = stage_files(kf, tiny_dict(), {}, str(data), a)
+    (wd / "checkpoints").mkdir()
+    (wd / "checkpoints" / "last.ckpt").write_text("epoch 3")
+    assert stage_files(kf, tiny_dict(), {}, str(data), a) == wd  # the retry
+    assert (wd / "checkpoints" / "last.ckpt").read_text() == "epoch 3"
+    assert f"--ckpt-dir {wd}/checkpoints" in " ".join(training_job.command(kf, a))
 
 
 def test_pytorchjob_has_master_and_workers_with_nproc_per_node():
@@ -142,7 +183,9 @@ def test_pytorchjob_has_master_and_workers_with_nproc_per_node():
         assert pod["securityContext"] == {"runAsUser": 10001, "fsGroup": 10001, "runAsNonRoot": True}
         assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "kdflow-data"
     single = render(settings(kind="PyTorchJob", num_nodes=1), IMAGE, "j", "ns")["spec"]["pytorchReplicaSpecs"]
-    assert set(single) == {"Master"} and single["Master"]["restartPolicy"] == "Never"
+    assert set(single) == {"Master"} and single["Master"]["restartPolicy"] == "OnFailure"  # default backoff 3
+    never = render(settings(kind="PyTorchJob", backoff_limit=0), IMAGE, "j", "ns")["spec"]["pytorchReplicaSpecs"]
+    assert never["Master"]["restartPolicy"] == "Never"
 
 
 def test_job_command_is_a_valid_cli_call():

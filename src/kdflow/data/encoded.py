@@ -27,9 +27,11 @@ import numpy as np
 
 from kdflow.config import Data
 from kdflow.data.images import IMAGE_EXTS, open_image
+from kdflow.data.raw import Raw
 from kdflow.errors import KdflowError
+from kdflow.names.data_sources import schemes
 
-KINDS = ("imagefolder", "webdataset", "datasets", "parquet")
+KINDS = schemes("encoded")
 FEATURES = {"key": "string", "label": "int64", "image": "binary"}
 BATCH = 256
 
@@ -332,8 +334,6 @@ def decode_all(ds, size: tuple[int, int] | None, mode: str) -> np.ndarray:
 
 def raw_from_staged(staged: Staged, cfg: Data):
     """The in-memory backend's `Raw` from a staged source: every image decoded (resized to data.image_size)."""
-    from kdflow.data.sources import Raw
-
     mode = "L" if cfg.grayscale else "RGB"
     size = tuple(cfg.image_size) if cfg.image_size else None
     xy = {k: (decode_all(p, size, mode), np.asarray(p.with_format("numpy")["label"], np.int64))

@@ -2,30 +2,26 @@
 csv; encoded images from imagefolder, webdataset, datasets, parquet through `kdflow.data.encoded`).
 
 Every loader returns a `Raw`: float32 inputs shaped (N, C, ...) or (N, F), int64 labels, class
-names, and optionally a predefined test split and a generated transfer pool.
+names, and optionally a predefined test split and a generated transfer pool. The schemes, their kinds
+and paths are declared in `kdflow.names.data_sources`; `MEMORY` holds the loader of each `memory` scheme.
 """
 
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from kdflow.config import Data
+from kdflow.data.encoded import is_encoded, load_encoded
+from kdflow.data.raw import Raw
+from kdflow.data.versioned import load_versioned
 from kdflow.errors import KdflowError
+from kdflow.names.data_sources import describe, lookup
 
-
-@dataclass
-class Raw:
-    x: np.ndarray
-    y: np.ndarray
-    classes: list[str]
-    x_test: np.ndarray | None = None
-    y_test: np.ndarray | None = None
-    x_transfer: np.ndarray | None = None  # generated unlabeled pool (mnist1d)
-    info: dict = field(default_factory=dict)
+__all__ = ["MEMORY", "Raw", "load_source"]
 
 
 def _mnist1d(cfg: Data, num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,32 +129,30 @@ def load_table(kind: str, path: str, label_column: str) -> Raw:
                info={"features": list(df.columns)})
 
 
+MEMORY: dict[str, Callable[[str, Data], Raw]] = {
+    "mnist1d": lambda arg, cfg: load_mnist1d(cfg),
+    "digits": lambda arg, cfg: load_digits(),
+    "idx": lambda arg, cfg: load_idx(arg),
+    "mnist": lambda arg, cfg: load_mnist_dir(arg),
+    "npz": lambda arg, cfg: load_npz(arg),
+    "csv": lambda arg, cfg: load_table("csv", arg, cfg.label_column),
+    "parquet": lambda arg, cfg: load_table("parquet", arg, cfg.label_column),
+}
+
+
 def load_source(cfg: Data) -> Raw:
-    from kdflow.data.encoded import KINDS, is_encoded, load_encoded
-
     if cfg.repo:  # DVC-tracked: fetch the path at data.rev, then load the local copy
-        from kdflow.data.versioned import load_versioned
-
         return load_versioned(cfg, load_source)
-    kind, _, arg = cfg.source.partition(":")
-    if kind == "mnist1d":
-        raw = load_mnist1d(cfg)
-    elif kind == "digits":
-        raw = load_digits()
-    elif kind == "idx":
-        raw = load_idx(arg)
-    elif kind == "mnist":
-        raw = load_mnist_dir(arg)
-    elif kind == "npz":
-        raw = load_npz(arg)
-    elif kind in KINDS and is_encoded(cfg):
+    source, arg = lookup(cfg.source)
+    if source is None:
+        raise KdflowError(f"unknown data.source '{cfg.source}'; allowed: {describe()}")
+    if "encoded" in source.kinds and is_encoded(cfg):
         raw = load_encoded(cfg)
-    elif kind in ("parquet", "csv"):
-        raw = load_table(kind, arg, cfg.label_column)
+    elif "memory" in source.kinds:
+        raw = MEMORY[source.scheme](arg, cfg)
     else:
-        raise KdflowError(f"unknown data.source '{cfg.source}'; allowed: mnist1d, digits, imagefolder:<dir>, "
-                          "webdataset:<tars>, datasets:<dir>, npz:<file>, idx:<images>,<labels>, mnist:<dir>, "
-                          "parquet:<file>, csv:<file>")
+        raise KdflowError(f"data.source '{cfg.source}' is a {' or '.join(source.kinds)} source: "
+                          + ("set data.text (docs/text.md)" if "text" in source.kinds else "it has no in-memory form"))
     for name, arr in (("inputs", raw.x), ("test inputs", raw.x_test), ("transfer inputs", raw.x_transfer)):
         if arr is not None and not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).any(axis=tuple(range(1, arr.ndim))).sum())

@@ -26,8 +26,10 @@ from torch.utils.data import Dataset
 
 from kdflow.config import Data, TextData
 from kdflow.errors import KdflowError
+from kdflow.names.data_sources import schemes
+from kdflow.optional import need_library
 
-KINDS = ("csv", "tsv", "jsonl", "parquet", "datasets")
+KINDS = schemes("text")
 TOKENIZER_DIR = "tokenizer"
 STUDENT_VIEW = "student"  # the splits in the student's own tokenization, a dataset dir of its own
 MODALITY = "text"
@@ -225,8 +227,6 @@ def load_text(d: Data) -> TextRaw:
 
 
 def load_tokenizer(path: str | Path, truncation_side: str = "right"):
-    from kdflow.models.prefixed_archs import need_library
-
     transformers = need_library("transformers", f"tokenizer {path}")
     if not Path(path).is_dir():
         raise KdflowError(f"tokenizer directory not found: {path} (a local Hugging Face tokenizer dir)")
@@ -341,15 +341,6 @@ def plain_texts(tok, tokens: np.ndarray, offsets: np.ndarray, pair: bool) -> tup
 
 
 # ---------------------------------------------------------------- reading prepared splits
-
-
-def for_student(data_dir: str | Path) -> Path:
-    """The dataset a student's stages read: the student tokenization (`student/`) when prepare wrote one."""
-    from kdflow.data.module import load_info
-
-    view = load_info(data_dir).get("student_view")
-    return Path(data_dir) / view if view else Path(data_dir)
-
 
 
 def read_split(data_dir: str | Path, split: str) -> dict[str, np.ndarray]:

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kdflow.errors import KdflowError
+from kdflow.names.data_sources import DATA_SOURCES, lookup
 
-PATH_KINDS = ("npz", "parquet", "csv", "idx", "imagefolder")
+PATH_KINDS = tuple(s for s, d in DATA_SOURCES.items() if d.versioned)  # the sources a DVC repo may hold
 
 
 def _open(repo: str, rev: str | None):
@@ -77,13 +78,14 @@ def load_versioned(cfg, load_source: Callable) -> object:
     """`load_source` for a DVC-tracked source: fetch, load the local copy, record the provenance in
     `Raw.info` (which prepare writes to dataset.json): rev (resolved commit), repo, requested_rev,
     content_sha256."""
-    kind, _, arg = cfg.source.partition(":")
-    if kind not in PATH_KINDS or not arg:
-        raise KdflowError(f"data.repo needs a path source ({', '.join(k + ':<path>' for k in PATH_KINDS)}), "
+    source, arg = lookup(cfg.source)
+    if source is None or not source.versioned or not arg:
+        raise KdflowError(f"data.repo needs a path source ({', '.join(DATA_SOURCES[k].form for k in PATH_KINDS)}), "
                           f"got '{cfg.source}'")
+    kind = source.scheme
     dest = Path(tempfile.mkdtemp(prefix="kdflow-dvc-"))
     try:
-        got = fetch(cfg.repo, cfg.rev, arg.split(",") if kind == "idx" else [arg], dest)
+        got = fetch(cfg.repo, cfg.rev, [str(p) for p in source.local_paths(arg)], dest)
         local = cfg.model_copy(update={"source": f"{kind}:" + ",".join(str(p) for p in got["paths"]),
                                        "repo": None, "rev": None})
         raw = load_source(local)

@@ -20,7 +20,7 @@ import torch
 
 from kdflow import tracking
 from kdflow.config import Params
-from kdflow.data.module import load_info
+from kdflow.data.reader import load_info
 from kdflow.data.tokenized import TokenBatches, read_split
 from kdflow.errors import KdflowError
 from kdflow.evaluation import report, text_cost
@@ -132,8 +132,6 @@ def verdict(m: dict) -> str:
 
 
 def _write(tmp: Path, info: dict, flat: dict, emb: dict, specs: dict) -> None:
-    from kdflow.stages.evaluate import provenance
-
     write_json(tmp / "metrics.json", flat)
     plots = tmp / "plots"
     plots.mkdir()
@@ -152,6 +150,6 @@ def _write(tmp: Path, info: dict, flat: dict, emb: dict, specs: dict) -> None:
     title = "Test split (embeddings; linear probe fitted on the train split)"
     tables = [(title, report.table_html(rows, ["model", *cols])),
               ("Distillation", report.table_html(derived, list(derived[0]))),
-              ("Models", report.table_html(provenance(specs), ["model", "architecture", "origin", "source", "sha256"]))]
+              report.models_section(specs)]
     report.write_report(tmp / "report.html", f"kdflow report — {info['source']} (sentence embeddings)", tables, [],
                         verdict=verdict(flat))

@@ -64,6 +64,23 @@ HEADERS = {
 }
 
 
+def provenance(specs: dict[str, dict]) -> list[dict]:
+    """Where each model came from: trained here, or imported/initialised from a source (URI + file sha256)."""
+    rows = []
+    for role, spec in specs.items():
+        src = spec.get("source") or spec.get("init_from") or {}
+        sha = ", ".join(f"{k} {v[:16]}…" for k, v in sorted(src.get("sha256", {}).items()))
+        rows.append({"model": role, "architecture": spec["name"],
+                     "origin": "imported" if spec.get("source") else "initialised from" if src else "trained",
+                     "source": src.get("uri", ""), "sha256": sha})
+    return rows
+
+
+def models_section(specs: dict[str, dict]) -> tuple[str, str]:
+    """The report's "Models" table: each model's architecture and origin."""
+    return "Models", table_html(provenance(specs), ["model", "architecture", "origin", "source", "sha256"])
+
+
 def table_html(rows: list[dict], cols: list[str]) -> str:
     head = "".join(f"<th>{html.escape(HEADERS.get(c, c.replace('_', ' ')))}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"

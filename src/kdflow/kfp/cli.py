@@ -37,10 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080 (token: $KFP_TOKEN)")
     s.add_argument("--experiment", default=None, help="default: kubeflow.experiment or register.experiment")
     s.add_argument("--run-name", default=None)
-    s.add_argument("--namespace", default=None, help="KFP namespace (multi-user installs: the profile namespace)")
+    s.add_argument("--namespace", default=None, help="multi-user KFP: your profile namespace (the pipeline, "
+                   "experiment and run are created there); standalone: leave out")
+    s.add_argument("--wait", action="store_true", help="follow the run to its final state; exit 1 naming the "
+                   "failed task unless it succeeds")
+    s.add_argument("--timeout", type=float, default=86400, help="--wait: give up after this many seconds (exit 2)")
+    s.add_argument("--poll", type=float, default=10, help="--wait: seconds between status reads")
     j = sub.add_parser("render-job", parents=[common, image], help="print the teacher training job manifest")
     j.add_argument("--kind", choices=["TrainJob", "PyTorchJob"], default=None)
-    j.add_argument("--trainer-version", choices=["v2.0", "v2.1", "v2.2"], default=None)
+    j.add_argument("--trainer-version", choices=["v2.0", "v2.1", "v2.2", "v2.3"], default=None)
     j.add_argument("--name", default="kdflow-teacher")
     j.add_argument("--namespace", default="kubeflow")
     i = sub.add_parser("image", help="print the image reference (manifests/image), or record a pushed one")
@@ -93,8 +98,15 @@ def main(argv: list[str] | None = None) -> int:
 
             params, kf = split(raw)
             exp = args.experiment or kf.experiment or params.get("register", {}).get("experiment", "kdflow")
-            print(json.dumps(submit(raw, args.host, exp, args.run_name, args.image, args.namespace,
-                                    _arguments(args.arg)), indent=2))
+            out = submit(raw, args.host, exp, args.run_name, args.image, args.namespace, _arguments(args.arg),
+                         wait=args.timeout if args.wait else None, poll=args.poll)
+            print(json.dumps(out, indent=2))
+            if args.wait and out["state"] != "SUCCEEDED":
+                from kdflow.kfp.runs import describe
+
+                detail = describe(out["failed_tasks"]) or out.get("error") or "no task reported a failure"
+                print(f"kdflow pipeline submit: run {out['run_id']} {out['state']}: {detail}", file=sys.stderr)
+                return 1
         elif args.cmd == "render-job":
             from kdflow.kfp import image
             from kdflow.kfp.training_job import render

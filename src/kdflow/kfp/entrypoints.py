@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
+import json
 import tempfile
 import warnings
 from pathlib import Path
 
+import yaml
+
 from kdflow.errors import KdflowError
+from kdflow.kfp import backend
+from kdflow.kfp.params import split
 from kdflow.kfp.pipeline import NAME, build
 
 
@@ -18,6 +22,12 @@ def compile_pipeline(raw_params: dict, out: str | Path, image: str | None = None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build(raw_params, image), str(out))
+    target = split(raw_params)[1].kfp_backend
+    if not backend.supports(target, backend.OPTIONAL_SECRET):  # fields kfp-kubernetes writes regardless
+        header = "".join(line + "\n" for line in out.read_text().splitlines() if line.startswith("#"))
+        spec, *platform = yaml.safe_load_all(out.read_text())
+        docs = [spec, *(backend.lower(p, target) for p in platform)]
+        out.write_text(header + yaml.safe_dump_all(docs, sort_keys=False))
     return out
 
 
@@ -44,36 +54,49 @@ def run_local(raw_params: dict, root: str | Path, cache: bool = False, **argumen
 
 
 def submit(raw_params: dict, host: str, experiment: str, run_name: str | None = None, image: str | None = None,
-           namespace: str | None = None, arguments: dict | None = None) -> dict[str, str]:
-    """Upload the compiled pipeline (a new version when it exists) and start a run in `experiment`."""
+           namespace: str | None = None, arguments: dict | None = None, wait: float | None = None,
+           poll: float = 10, log=print) -> dict:
+    """Upload the compiled pipeline (a new version when it exists) and start a run in `experiment`.
+    `namespace`: the profile namespace of a multi-user KFP (pipeline, experiment and run go there; a
+    multi-user server without one is refused here, as the server would refuse a shared pipeline).
+    `wait`: follow the run for up to this many seconds; the result then has its final `state` and
+    `failed_tasks`."""
+    from kdflow.kfp import runs
+
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     with tempfile.TemporaryDirectory() as tmp:
         package = str(compile_pipeline(raw_params, Path(tmp) / "pipeline.yaml", image))  # params errors first
         try:
-            return _upload_and_run(package, host, experiment, run_name or f"{NAME}-{stamp}", stamp, namespace,
-                                   arguments or {})
+            client = runs.client(host, namespace)
+            out = _upload_and_run(client, package, experiment, run_name or f"{NAME}-{stamp}", stamp, namespace,
+                                  arguments or {})
+            out["url"] = f"{host.rstrip('/')}/#/runs/details/{out['run_id']}"
+            if wait is not None:
+                log(json.dumps(out, indent=2))
+                out |= runs.wait(client, out["run_id"], wait, poll, log)
+            return out
         except Exception as exc:  # urllib3 / kfp_server_api errors: say which server and why, not a traceback
-            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise KdflowError(f"KFP server {host}: {reason}") from None
+            raise KdflowError(f"KFP server {host}: {runs.reason(exc)}") from None
 
 
-def _upload_and_run(package: str, host: str, experiment: str, run_name: str, stamp: str,
-                    namespace: str | None, arguments: dict) -> dict[str, str]:
-    import kfp
-
-    # credentials: KFP_TOKEN (e.g. `kubectl create token`, docs/kubeflow.md "API access") as a bearer
-    # token, else kfp.Client's own discovery (in-cluster service account token)
-    client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=os.environ.get("KFP_TOKEN"))
-    pipeline_id = client.get_pipeline_id(NAME)
-    if pipeline_id is None:  # the first upload creates the pipeline with this package as its version
-        pipeline_id = client.upload_pipeline(package, pipeline_name=NAME).pipeline_id
+def _upload_and_run(client, package: str, experiment: str, run_name: str, stamp: str, namespace: str | None,
+                    arguments: dict) -> dict:
+    # healthz is public on every KFP; kfp.Client.get_kfp_healthz retries five times and logs tracebacks
+    if client._healthz_api.healthz_service_get_healthz().multi_user and not namespace:
+        raise KdflowError("this KFP is multi-user: pass --namespace <your profile namespace> (pipelines, "
+                          "experiments and runs are created there)")
+    found = client.list_pipelines(filter=json.dumps({"predicates": [
+        {"operation": "EQUALS", "key": "display_name", "stringValue": NAME}]}), namespace=namespace).pipelines or []
+    if not found:  # the first upload creates the pipeline (in the namespace) with this package as its version
+        pipeline_id = client.upload_pipeline(package, pipeline_name=NAME, namespace=namespace).pipeline_id
         versions = client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc")
         version_id = versions.pipeline_versions[0].pipeline_version_id
     else:
+        pipeline_id = found[0].pipeline_id
         version_id = client.upload_pipeline_version(package, f"{NAME}-{stamp}",
                                                     pipeline_id=pipeline_id).pipeline_version_id
     exp = client.create_experiment(experiment, namespace=namespace)
     run = client.run_pipeline(experiment_id=exp.experiment_id, job_name=run_name, pipeline_id=pipeline_id,
                               version_id=version_id, params=arguments)
     return {"run_id": run.run_id, "experiment_id": exp.experiment_id, "pipeline_id": pipeline_id,
-            "version_id": version_id, "url": f"{host.rstrip('/')}/#/runs/details/{run.run_id}"}
+            "version_id": version_id, "namespace": namespace or ""}

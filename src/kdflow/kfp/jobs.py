@@ -92,8 +92,13 @@ def run(manifest: dict, timeout: int, poll: int, log=print) -> str:
     owner = owner_reference(core, ns)
     if owner:
         meta["ownerReferences"] = [owner]
-    objects.create_namespaced_custom_object(group, version, ns, plural, manifest)
-    log(f"{kind} {ns}/{name} created")
+    try:
+        objects.create_namespaced_custom_object(group, version, ns, plural, manifest)
+        log(f"{kind} {ns}/{name} created")
+    except Exception as exc:  # kubernetes ApiException; 409: a retried launcher finds the job it started
+        if getattr(exc, "status", None) != 409:
+            raise
+        log(f"{kind} {ns}/{name} exists (this launcher was retried): following it")
     try:
         state, detail = _wait(objects, kind, name, ns, timeout, poll, log)
         pods = [api.sanitize_for_serialization(p) for p in
@@ -154,15 +159,18 @@ def stage_files(kf: Kubeflow, params: str | Path | dict, overrides: dict, data: 
     """Put the dataset and the validated params where the job's command expects them (the shared PVC)."""
     cfg = stage_params(params, overrides)
     wd = Path(training_job.workdir(kf, name))
-    shutil.copytree(data, wd / "data")
+    # a retried launcher (same run, same candidate: same name) keeps the checkpoints beside the data
+    shutil.copytree(data, wd / "data", dirs_exist_ok=True)
     (wd / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     return wd
 
 
-def launch(params: str, overrides: dict, settings: str, image: str, data: str, model: str) -> str:
-    """Stage the dataset and params on the shared PVC, run the job, copy the trained teacher to `model`."""
+def launch(params: str, overrides: dict, settings: str, image: str, data: str, model: str, run_id: str = "") -> str:
+    """Stage the dataset and params on the shared PVC, run the job, copy the trained teacher to `model`.
+    `run_id`: the KFP run's id; the job name (and its checkpoint directory) follows from it and the
+    candidate's overrides, so a retry of this step resumes (no run id: a fresh name)."""
     kf = Kubeflow.model_validate_json(settings)
-    name = f"kdflow-teacher-{uuid.uuid4().hex[:10]}"
+    name = training_job.job_name(run_id or uuid.uuid4().hex, overrides)
     wd = stage_files(kf, params, overrides, data, name)
     run(training_job.render(kf, image, name, namespace(kf)), kf.training_job.timeout_seconds,
         kf.training_job.poll_seconds)

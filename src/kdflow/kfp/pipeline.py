@@ -58,7 +58,7 @@ def build(raw_params: dict, image: str | None = None):
                               temperature: float = typed["temperature"], alpha: float = typed["alpha"],
                               teacher_uri: str = kf.teacher_uri or "", data_uri: str = kf.data_uri or "",
                               teachers: list = kf.teachers or [{}], sweep: list = kf.sweep or [{}]):
-        exit_task = step("record_status", params_yaml=params_yaml)
+        exit_task = step("record_status", params_yaml=params_yaml, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         with dsl.ExitHandler(exit_task, name="kdflow"):
             params = step("resolve_params", params_yaml=params_yaml, data_rev=data_rev, teacher_epochs=teacher_epochs,
                           distill_epochs=distill_epochs, temperature=temperature, alpha=alpha,
@@ -99,7 +99,7 @@ def _fan_outs(step, kf: Kubeflow, image: str):
         with dsl.ParallelFor(teachers, parallelism=limit, name="teachers") as overrides:
             if kf.training_job.enabled:
                 t = step("launch_training_job", params=params, overrides=overrides, settings=kf.model_dump_json(),
-                         image=image, data=data)
+                         image=image, data=data, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
             else:
                 t = step("train_teacher", params=params, overrides=overrides, data=data)
         return step("select_best", "select_teacher", params=params,

@@ -1,7 +1,14 @@
 """The pipeline's exit handler: one MLflow run per pipeline run recording how it ended.
 
 A failed KFP run otherwise leaves only the stage runs that finished, which look like a
-healthy partial run; this run carries the final state, the failing task and its error.
+healthy partial run; this run carries the final state and, when the run API answers, the failed
+task and its message.
+
+What the KFP backend (2.14-2.17, `backend/src/v2/driver/resolve.go`) puts in PipelineTaskFinalStatus:
+`state` (the exit handler DAG's MLMD state), `pipeline_task_name` (that DAG's name, e.g.
+`exit-handler-1`, not the failed step), `pipeline_job_resource_name` (the run's Workflow name) and an
+empty error. The failed step and its message come from the run API (`kdflow.kfp.runs.lookup`: GET
+/apis/v2beta1/runs/<run id>) when the pod can reach it; otherwise `kdflow.lookup_error` says why.
 
 The state strings differ by runner: the KFP backend sends MLMD execution states (`COMPLETE`,
 `FAILED`, `CANCELED`, `CACHED`, ...; 2.14+ maps its task states to those, passing others such as
@@ -28,13 +35,15 @@ def outcome(state: str) -> str:
     return "KILLED" if state in CANCELED else "FAILED"
 
 
-def record(params_yaml: str, status: dict[str, Any]) -> dict[str, str]:
+def record(params_yaml: str, status: dict[str, Any], run_id: str = "") -> dict[str, str]:
     """`status` is KFP's PipelineTaskFinalStatus as a dict (state, pipeline_job_resource_name,
-    pipeline_task_name, error_code, error_message). Never validates params: it must work
-    precisely when the params were what broke the run."""
+    pipeline_task_name, error_code, error_message); `run_id` the KFP run's id, to read the failed
+    task from the run API. Never validates params: it must work precisely when the params were what
+    broke the run."""
     import mlflow
 
     from kdflow import tracking
+    from kdflow.kfp import runs
 
     state = str(status.get("state") or "UNKNOWN")
     try:
@@ -43,12 +52,19 @@ def record(params_yaml: str, status: dict[str, Any]) -> dict[str, str]:
         params = {}
     register = params.get("register") if isinstance(params, dict) else None
     experiment = (register or {}).get("experiment") or "kdflow"
-    error = str(status.get("error_message") or "")[:5000]
     tags = {PIPELINE_STATUS_TAG: state, "kdflow.stage": "pipeline",
             "kdflow.kfp_run": str(status.get("pipeline_job_resource_name") or ""),
-            "kdflow.kfp_task": str(status.get("pipeline_task_name") or "")}
+            "kdflow.kfp_run_id": run_id, "kdflow.kfp_task": str(status.get("pipeline_task_name") or "")}
+    error = str(status.get("error_message") or "")  # empty from the KFP backend; kfp.local fills it
+    if outcome(state) != "FINISHED":
+        found = runs.lookup(run_id)
+        if found.get("failed_tasks"):
+            tags["kdflow.failed_task"] = ", ".join(t["task"] for t in found["failed_tasks"])[:5000]
+            error = error or runs.describe(found["failed_tasks"])
+        if found.get("lookup_error"):
+            tags["kdflow.lookup_error"] = found["lookup_error"]
     if error:
-        tags["kdflow.error"] = error
+        tags["kdflow.error"] = error[:5000]
     mlflow.set_tracking_uri(tracking.tracking_uri())
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name="pipeline", tags=tags) as run:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kdflow.kfp import backend
+
 
 class Strict(BaseModel):
     """kdflow.config.Strict, restated: kdflow.config will hold `kubeflow: Kubeflow` and imports this
@@ -121,9 +123,9 @@ class TrainingJob(Strict):
 
     enabled: bool = False
     kind: Literal["TrainJob", "PyTorchJob"] = "TrainJob"
-    trainer_version: Literal["v2.0", "v2.1", "v2.2"] = Field(
-        "v2.1", description="Kubeflow Trainer release of the cluster: the TrainJob's pod override field is "
-        "podSpecOverrides (v2.0), podTemplateOverrides (v2.1), runtimePatches (v2.2)")
+    trainer_version: Literal["v2.0", "v2.1", "v2.2", "v2.3"] = Field(
+        "v2.3", description="Kubeflow Trainer release of the cluster: the TrainJob's pod override field is "
+        "podSpecOverrides (v2.0), podTemplateOverrides (v2.1), runtimePatches (v2.2, v2.3)")
     runtime: str = Field("torch-distributed", description="TrainJob: ClusterTrainingRuntime name")
     num_nodes: int = Field(2, ge=1)
     procs_per_node: int = Field(1, ge=1, description="torchrun processes per node = Lightning devices")
@@ -131,12 +133,16 @@ class TrainingJob(Strict):
     service_account: str | None = None
     timeout_seconds: int = Field(86400, ge=60)
     poll_seconds: int = Field(15, ge=1)
-    backoff_limit: int = Field(0, ge=0)
+    backoff_limit: int = Field(3, ge=0, description="PyTorchJob: pod restarts (restartPolicy OnFailure) before "
+                               "the job fails; each resumes from the checkpoints on the PVC")
     ttl_seconds: int = Field(3600, ge=0, description="PyTorchJob: delete the finished job after this long "
                              "(the launcher deletes it sooner; this covers a launcher that died)")
 
 
 class Kubeflow(Strict):
+    kfp_backend: Literal[backend.VERSIONS] = Field(  # type: ignore[valid-type]
+        backend.DEFAULT, description="KFP backend release of the cluster (major.minor): fields an older "
+        "API server refuses are left out (optional Secrets before 2.15, run_as_user before 2.16)")
     experiment: str | None = Field(None, description="KFP experiment of `kdflow pipeline submit` "
                                    "(default: register.experiment)")
     defaults: DefaultPlacement = DefaultPlacement()
@@ -171,6 +177,11 @@ class Kubeflow(Strict):
     retries: int = Field(0, ge=0, description="retries per step (preemptible nodes)")
     training_job: TrainingJob = TrainingJob()
 
+    @field_validator("kfp_backend", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, float | int) else v  # `-S kubeflow.kfp_backend=2.15` reads as YAML
+
     @field_validator("env")
     @classmethod
     def _no_literal_secrets(cls, v: dict[str, str]) -> dict[str, str]:
@@ -178,6 +189,29 @@ class Kubeflow(Strict):
         if bad:
             raise ValueError(f"{bad} look like credentials: set them through `secrets` (Kubernetes Secrets)")
         return v
+
+    @model_validator(mode="after")
+    def _backend_has_the_fields(self) -> Kubeflow:
+        target, need = self.kfp_backend, []
+        if "run_as_user" in self.model_fields_set and self.run_as_user is not None \
+                and not backend.supports(target, backend.SECURITY_CONTEXT):
+            need.append(f"run_as_user needs kfp_backend >= {backend.SECURITY_CONTEXT} (the {target} API server "
+                        "refuses a securityContext; the image runs as 10001 anyway: remove it)")
+        if self.workspace.size and not backend.supports(target, backend.WORKSPACE_IMPORT):
+            need.append(f"workspace needs kfp_backend >= {backend.WORKSPACE_IMPORT}")
+        if need:
+            raise ValueError("; ".join(need))
+        return self
+
+    def secrets_for_backend(self) -> list[SecretEnv]:
+        """The Secrets the target backend can mount: before 2.15 a Secret cannot be optional, so optional
+        ones are left out (set `optional: false` on the ones you create)."""
+        if backend.supports(self.kfp_backend, backend.OPTIONAL_SECRET):
+            return list(self.secrets)
+        return [s for s in self.secrets if not s.optional]
+
+    def security_context(self) -> bool:
+        return self.run_as_user is not None and backend.supports(self.kfp_backend, backend.SECURITY_CONTEXT)
 
     @model_validator(mode="after")
     def _job_needs_shared_storage(self) -> Kubeflow:

@@ -29,7 +29,7 @@ def configure(task, stage: str, settings: Kubeflow, image: str, cache: bool = Tr
     for t in place.tolerations:
         kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect,
                                   toleration_seconds=t.toleration_seconds)
-    for s in settings.secrets:
+    for s in settings.secrets_for_backend():
         kubernetes.use_secret_as_env(task, s.secret, s.env, optional=s.optional)
     for name, value in settings.env.items():
         task.set_env_variable(name, value)
@@ -39,7 +39,7 @@ def configure(task, stage: str, settings: Kubeflow, image: str, cache: bool = Tr
         task.set_env_variable("KDFLOW_DATA_CACHE", cache_dir.mount_path)
     if settings.image_pull_secrets:
         kubernetes.set_image_pull_secrets(task, settings.image_pull_secrets)
-    if settings.run_as_user is not None:
+    if settings.security_context():
         kubernetes.set_security_context(task, run_as_user=settings.run_as_user, run_as_non_root=True)
     if settings.retries:
         task.set_retry(settings.retries)

@@ -9,19 +9,33 @@ and the trained model live on the shared PVC (`kubeflow.data_cache`).
 A TrainJob's pod-level settings (the PVC, placement, pull secrets) go where the targeted Trainer
 release reads them (`training_job.trainer_version`); a field an older or newer controller does not
 know is dropped silently, so the name must match the cluster:
-v2.0 `podSpecOverrides`, v2.1 `podTemplateOverrides`, v2.2 `runtimePatches`.
+v2.0 `podSpecOverrides`, v2.1 `podTemplateOverrides`, v2.2 and v2.3 `runtimePatches`.
+
+The job's name, and so its work directory and checkpoints on the PVC, is a function of the pipeline
+run and the teacher candidate (`job_name`): a retried launcher finds the job it started (or its
+checkpoints) instead of starting over.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 
 from kdflow.kfp.schema import Kubeflow, Placement
 
 CONTAINER = {"TrainJob": "node", "PyTorchJob": "pytorch"}
 LABELS = {"app.kubernetes.io/part-of": "kdflow", "app.kubernetes.io/component": "train-teacher"}
 STAGE = "train_teacher"  # the job's pods get the teacher's placement; the launcher pod its own
-PATCH_MANAGER = "kdflow.launch-training-job"  # v2.2 runtimePatches are keyed by their owner
+# v2.2+ runtimePatches are keyed by their owner; the webhook refuses a manager that is not a domain-prefixed
+# path (validation.IsDomainPrefixedPath in pkg/runtime/framework/plugins/jobset/jobset.go)
+PATCH_MANAGER = "kdflow.io/launch-training-job"
+
+
+def job_name(run_id: str, overrides: dict) -> str:
+    """Stable per pipeline run and teacher candidate (a DNS-1035 label, as the JobSet's Service needs)."""
+    key = json.dumps({"run": run_id, "overrides": overrides}, sort_keys=True)
+    return f"kdflow-teacher-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def workdir(settings: Kubeflow, name: str) -> str:
@@ -85,14 +99,13 @@ def _pod_extras(settings: Kubeflow, place: Placement, fields: frozenset[str]) ->
     return {k: v for k, v in pod.items() if k in fields}
 
 
+_PATCH_FIELDS = frozenset({"volumes", "nodeSelector", "tolerations", "serviceAccountName", "imagePullSecrets",
+                           "securityContext"})
 # pod fields each target accepts (kubeflow-trainer-api models of each release; PyTorchJob: a PodSpec)
 POD_FIELDS = {
     "v2.0": frozenset({"volumes", "nodeSelector", "tolerations", "serviceAccountName"}),
     "v2.1": frozenset({"volumes", "nodeSelector", "tolerations", "serviceAccountName", "imagePullSecrets"}),
-    "v2.2": frozenset({"volumes", "nodeSelector", "tolerations", "serviceAccountName", "imagePullSecrets",
-                       "securityContext"}),
-    "PyTorchJob": frozenset({"volumes", "nodeSelector", "tolerations", "serviceAccountName", "imagePullSecrets",
-                             "securityContext"}),
+    "v2.2": _PATCH_FIELDS, "v2.3": _PATCH_FIELDS, "PyTorchJob": _PATCH_FIELDS,
 }
 
 
@@ -146,7 +159,7 @@ def _pytorchjob(settings: Kubeflow, image: str, meta: dict, place: Placement, na
                  "env": env(settings), "resources": resources(place), "volumeMounts": _mounts(settings)}
     template = {"metadata": {"labels": dict(LABELS)},
                 "spec": {"containers": [container], **_pod_extras(settings, place, POD_FIELDS["PyTorchJob"])}}
-    # restarts resume from the checkpoints on the PVC; without a backoff budget a failure is final
+    # a failed pod restarts (up to backoff_limit times) and resumes from the checkpoints on the PVC
     restart = "OnFailure" if job.backoff_limit else "Never"
     replicas = {"Master": {"replicas": 1, "restartPolicy": restart, "template": template}}
     if job.num_nodes > 1:

@@ -10,16 +10,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from kdflow.losses.hint import match_spatial
-from kdflow.losses.registry import NoParams, register_feature_loss
-
-
-class AttentionParams(NoParams):
-    """`features[].params` of `attention`."""
-
-    p: float = Field(2.0, gt=0, description="power of |activation| pooled over channels")
+from kdflow.losses.registry import register_feature_loss
+from kdflow.names.losses import AttentionParams
 
 
 def _pooled(feature: torch.Tensor, p: float) -> torch.Tensor:
@@ -36,6 +30,6 @@ def attention_loss(student: torch.Tensor, teacher: torch.Tensor, p: float = 2.0)
     return (F.normalize(s.flatten(1), dim=1) - F.normalize(t.flatten(1), dim=1)).pow(2).mean()
 
 
-@register_feature_loss("attention", params=AttentionParams, adapter=False, conv_only=True)
+@register_feature_loss("attention", adapter=False, conv_only=True)
 def attention(student: torch.Tensor, teacher: torch.Tensor, params: AttentionParams) -> torch.Tensor:
     return attention_loss(student, teacher, params.p)

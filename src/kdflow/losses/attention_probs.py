@@ -11,17 +11,10 @@ padding keys carry zero probability on both sides already. The sequences must be
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from kdflow.losses.registry import NoParams, register_feature_loss
-
-
-class AttentionProbsParams(NoParams):
-    """`features[].params` of `attention_probs`."""
-
-    loss: Literal["kl", "mse"] = "kl"
+from kdflow.losses.registry import register_feature_loss
+from kdflow.names.losses import AttentionProbsParams
 
 
 def attention_probs_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl",
@@ -43,7 +36,7 @@ def check_shapes(student: list[int], teacher: list[int]) -> str | None:
             "module, e.g. model.bert.encoder.layer.0.attention.self")
 
 
-@register_feature_loss("attention_probs", params=AttentionProbsParams, adapter=False, output=1, token_mask=True,
+@register_feature_loss("attention_probs", adapter=False, output=1, token_mask=True,
                        check=check_shapes)
 def attention_probs(student: torch.Tensor, teacher: torch.Tensor, params: AttentionProbsParams,
                     mask: torch.Tensor | None = None) -> torch.Tensor:

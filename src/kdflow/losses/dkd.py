@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from kdflow.losses.registry import NoParams, register_loss
+from kdflow.losses.registry import register_loss
+from kdflow.names.losses import DKDParams
 
 _MASK = -1e4  # a finite "minus infinity" in log space: exp() underflows to exactly 0, 0·finite stays 0
 
@@ -43,14 +43,7 @@ def dkd_terms(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor
     return tckd * t * t, nckd * t * t
 
 
-class DKDParams(NoParams):
-    """`distill.loss_params` of `dkd`: KD = tckd·TCKD + nckd·NCKD."""
-
-    tckd: float = Field(1.0, ge=0, description="target-class term weight (the paper's alpha = 1)")
-    nckd: float = Field(8.0, ge=0, description="non-target-class term weight (the paper's beta = 8)")
-
-
-@register_loss("dkd", params=DKDParams)
+@register_loss("dkd")
 def dkd(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float,
         params: DKDParams) -> dict[str, torch.Tensor]:
     """{"ce": (1-α)·CE, "tckd": α·tckd·TCKD, "nckd": α·nckd·NCKD}, each averaged over the batch."""

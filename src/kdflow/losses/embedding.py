@@ -10,22 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
 from kdflow.losses.registry import register_loss
-
-TARGET = "embedding"  # the `target` meta of these losses: the config pairs them with `task: embedding`
-
-
-class MseFirst(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    mse: float = Field(1.0, ge=0, description="weight of the mean squared error (per vector element)")
-    cosine: float = Field(0.0, ge=0, description="weight of 1 - cosine similarity (per sentence)")
-
-
-class CosineFirst(MseFirst):
-    mse: float = Field(0.0, ge=0, description="weight of the mean squared error (per vector element)")
-    cosine: float = Field(1.0, ge=0, description="weight of 1 - cosine similarity (per sentence)")
+from kdflow.names.losses import CosineFirst, MseFirst
 
 
 def embedding_terms(student: torch.Tensor, teacher: torch.Tensor, mse: float, cosine: float) -> dict[str, torch.Tensor]:
@@ -38,19 +25,13 @@ def embedding_terms(student: torch.Tensor, teacher: torch.Tensor, mse: float, co
     return terms
 
 
-@register_loss("embedding_mse", params=MseFirst, target=TARGET)
+@register_loss("embedding_mse")
 def embedding_mse(student, teacher, y, temperature, alpha, params: MseFirst) -> dict[str, torch.Tensor]:
     """MSE to the teacher's embeddings (sentence-transformers' MSELoss), + an optional cosine term."""
     return embedding_terms(student, teacher, params.mse, params.cosine)
 
 
-@register_loss("embedding_cosine", params=CosineFirst, target=TARGET)
+@register_loss("embedding_cosine")
 def embedding_cosine(student, teacher, y, temperature, alpha, params: CosineFirst) -> dict[str, torch.Tensor]:
     """1 - cos(student, teacher) per sentence, + an optional MSE term."""
     return embedding_terms(student, teacher, params.mse, params.cosine)
-
-
-def is_embedding_loss(name: str) -> bool:
-    from kdflow.losses.registry import LOSSES
-
-    return name in LOSSES and LOSSES[name].meta.get("target") == TARGET

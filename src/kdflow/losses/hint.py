@@ -7,18 +7,11 @@ On text, the hidden states of padding tokens are left out (`mask`, broadcast alo
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
-from kdflow.losses.registry import NoParams, register_feature_loss
-
-
-class HintParams(NoParams):
-    """`features[].params` of `hint`."""
-
-    loss: Literal["mse", "cosine"] = "mse"  # distance of the adapted student feature to the teacher's
+from kdflow.losses.registry import register_feature_loss
+from kdflow.names.losses import HintParams
 
 
 def match_spatial(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +37,7 @@ def hint_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "mse",
     return F.mse_loss(s, t)
 
 
-@register_feature_loss("hint", params=HintParams, adapter=True, token_mask=True)
+@register_feature_loss("hint", adapter=True, token_mask=True)
 def hint(student: torch.Tensor, teacher: torch.Tensor, params: HintParams,
          mask: torch.Tensor | None = None) -> torch.Tensor:
     return hint_loss(student, teacher, params.loss, mask)

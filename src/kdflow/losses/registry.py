@@ -1,11 +1,12 @@
 """Losses by name, in the style of torchdistill's `register_loss`: configs name a loss, never import it.
 
 Three tables: output losses (`distill.loss`), feature losses (`distill.features[].method`) and teacher
-combiners (`ensemble.combine`). Each entry carries a small pydantic model of its own parameters,
-declared beside the loss; `kdflow.config` validates `distill.loss_params`, `features[].params` and
-`ensemble.combine_params` against it when params.yaml is loaded, so a typo fails at start, not
-mid-training. Output and feature losses return *named, already weighted* terms (as mdistiller's
-`forward_train` returns its `losses_dict`): the trainer sums them and logs each under its name.
+combiners (`ensemble.combine`). Each name and the small pydantic model of its own parameters are
+declared torch-free in `kdflow.names.losses`; `kdflow.config` validates `distill.loss_params`,
+`features[].params` and `ensemble.combine_params` against them when params.yaml is loaded (a typo fails
+at start, not mid-training) and a function registers here under a declared name. Output and feature
+losses return *named, already weighted* terms (as mdistiller's `forward_train` returns its `losses_dict`):
+the trainer sums them and logs each under its name.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel
 
+from kdflow.names.losses import COMBINER_NAMES, FEATURE_LOSS_NAMES, LOSS_NAMES, Names, NoParams
 
-class NoParams(BaseModel):
-    """A loss without parameters of its own (unknown keys are rejected)."""
-
-    model_config = ConfigDict(extra="forbid")
+__all__ = ["COMBINERS", "FEATURE_LOSSES", "LOSSES", "Entry", "NoParams", "Table"]
 
 
 @dataclass(frozen=True)
@@ -35,17 +34,21 @@ class Entry:
 
 
 class Table(dict[str, Entry]):
-    """One registry: `@table.register("name", params=Model, **meta)` adds a function under a name."""
+    """One registry: `@table.register("name", **meta)` adds a function under a name declared in `names`."""
 
-    def __init__(self, key: str):
+    def __init__(self, names: Names):
         super().__init__()
-        self.key = key  # the params.yaml key that names an entry, for error messages
+        self.names = names
+        self.key = names.key  # the params.yaml key that names an entry, for error messages
 
-    def register(self, name: str, params: type[BaseModel] = NoParams, **meta: Any):
+    def register(self, name: str, **meta: Any):
         def add(fn):
             if name in self:
                 raise ValueError(f"{self.key}: '{name}' is registered twice")
-            self[name] = Entry(name, fn, params, meta)
+            if name not in self.names:
+                raise ValueError(f"{self.key}: '{name}' is not declared in kdflow/names/losses.py")
+            declared = self.names[name]
+            self[name] = Entry(name, fn, declared.params, {"target": declared.target, **meta})
             return fn
         return add
 
@@ -56,21 +59,12 @@ class Table(dict[str, Entry]):
 
     def check(self, name: str, raw: dict[str, Any]) -> dict[str, Any]:
         """`raw` validated against `name`'s params model (defaults filled); ValueError naming the problem."""
-        try:
-            entry = self.get_entry(name)
-        except KeyError as exc:
-            raise ValueError(exc.args[0]) from None
-        try:
-            return entry.bind(raw).model_dump()
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"{self.key} '{name}' params: {problems} (valid keys: "
-                             f"{', '.join(entry.params.model_fields) or 'none'})") from None
+        return self.names.check(name, raw)
 
 
-LOSSES = Table("distill.loss")
-FEATURE_LOSSES = Table("distill.features method")
-COMBINERS = Table("ensemble.combine")
+LOSSES = Table(LOSS_NAMES)
+FEATURE_LOSSES = Table(FEATURE_LOSS_NAMES)
+COMBINERS = Table(COMBINER_NAMES)
 
 register_loss = LOSSES.register
 register_feature_loss = FEATURE_LOSSES.register

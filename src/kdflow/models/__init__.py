@@ -10,8 +10,8 @@ ONNX export, the server — feeds raw inputs.
 
 from __future__ import annotations
 
-import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,13 @@ from torch import nn
 
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, write_json
-from kdflow.models.archs import BUILTIN
-from kdflow.models.prefixed_archs import PREFIXED, build_prefixed
-from kdflow.models.text_embed import EMBED_ARCHS
-from kdflow.models.text_nets import TEXT_ARCHS
+from kdflow.models import prefixed_archs, programs, text_embed, text_nets  # noqa: F401  (register their archs)
+from kdflow.models.archs import ARCHS, build_arch
+from kdflow.models.programs import load_program
+from kdflow.models.text_nets import TextClassifier
+
+__all__ = ["ARCHS", "SPEC", "WEIGHTS", "Classifier", "build_model", "build_net", "count_params", "load_model",
+           "save_model"]
 
 WEIGHTS = "model.pt"
 SPEC = "model.json"
@@ -45,26 +48,14 @@ class Classifier(nn.Module):
 
 def build_net(name: str, kwargs: dict[str, Any], input_shape: list[int], num_classes: int) -> nn.Module:
     try:
-        if name in BUILTIN:
-            return BUILTIN[name](input_shape, num_classes, **kwargs)
-        if name in TEXT_ARCHS:
-            return TEXT_ARCHS[name](input_shape, num_classes, **kwargs)
-        if name in EMBED_ARCHS:
-            return EMBED_ARCHS[name](input_shape, num_classes, **kwargs)
-        net = build_prefixed(name, kwargs, input_shape, num_classes)
+        return build_arch(name, kwargs, input_shape, num_classes)
     except TypeError as exc:
         raise KdflowError(f"model '{name}': bad kwargs {kwargs}: {exc}") from None
-    if net is None:
-        allowed = ", ".join([*BUILTIN, *TEXT_ARCHS, *EMBED_ARCHS, *(f"{p}:<name>" for p in PREFIXED)])
-        raise KdflowError(f"unknown model '{name}'; allowed: {allowed}")
-    return net
 
 
 def build_model(spec: dict[str, Any]) -> Classifier:
     """Build from a spec dict: name, kwargs, input_shape, num_classes, mean, std (text: the `text` entry)."""
     if spec.get("modality") == "text":
-        from kdflow.models.text_nets import TextClassifier
-
         kwargs = {**spec["text"], **spec.get("kwargs", {})}
         return TextClassifier(build_net(spec["name"], kwargs, list(spec["input_shape"]), int(spec["num_classes"])))
     net = build_net(spec["name"], spec.get("kwargs", {}), list(spec["input_shape"]), int(spec["num_classes"]))
@@ -83,6 +74,93 @@ def save_model(model: Classifier, out: Path, spec: dict[str, Any], **meta: Any) 
     doc = {**spec, "params": count_params(model), "size_bytes": os.path.getsize(out / WEIGHTS), **meta}
     write_json(out / SPEC, doc)
     return doc
+
+
+@dataclass(frozen=True)
+class SpecSize:
+    params: int        # distinct parameters
+    param_bytes: int   # their storage
+    state_bytes: int   # parameters + buffers: what the state_dict must hold
+    modules: int
+
+
+class _Budget(Exception):
+    pass
+
+
+def _list_items(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(_list_items(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return len(value) + sum(_list_items(v) for v in value)
+    return 0
+
+
+def spec_size(spec: dict[str, Any], max_modules: int = 20_000, max_params: int | None = None,
+              max_list_items: int = 10_000) -> SpecSize:
+    """What building `spec` would allocate, measured by building it on the `meta` device (shapes, no storage):
+    the same builders as `build_model`, so a Hugging Face config counts like a built-in MLP.
+
+    Building is bounded too: kwargs with more than `max_list_items` list entries (e.g. 100,000 hidden layers)
+    are refused before building, and registration hooks stop a build that creates more than `max_modules`
+    modules or parameter tensors, or (when given) `max_params` parameters; KdflowError then."""
+    import threading
+
+    from torch.nn.modules import module as torch_module
+
+    what = f"model '{str(spec.get('name'))[:100]}'"
+    items = _list_items(spec.get("kwargs", {})) + _list_items(spec.get("text", {}))
+    if items > max_list_items:
+        raise KdflowError(f"{what}: its kwargs hold {items:,} list entries, more than {max_list_items:,}")
+    me = threading.get_ident()
+    seen = {"modules": 0, "tensors": 0, "params": 0}
+
+    def on_module(parent, name, sub):
+        if threading.get_ident() == me:
+            seen["modules"] += 1
+            if seen["modules"] > max_modules:
+                raise _Budget(f"more than {max_modules:,} modules")
+
+    def on_param(parent, name, param):
+        if threading.get_ident() == me and param is not None:
+            seen["tensors"] += 1
+            seen["params"] += param.numel()
+            if seen["tensors"] > max_modules:
+                raise _Budget(f"more than {max_modules:,} parameter tensors")
+            if max_params is not None and seen["params"] > max_params:
+                raise _Budget(f"more than {max_params:,} parameters")
+
+    hooks = [torch_module.register_module_module_registration_hook(on_module),
+             torch_module.register_module_parameter_registration_hook(on_param)]
+    try:
+        with torch.device("meta"):
+            model = build_model(spec)
+    except _Budget as exc:
+        raise KdflowError(f"{what}: building it would create {exc}") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    params = {id(p): p for p in model.parameters()}.values()
+    buffers = [b for _, b in model.named_buffers()]
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    return SpecSize(sum(p.numel() for p in params), param_bytes,
+                    param_bytes + sum(b.numel() * b.element_size() for b in buffers),
+                    sum(1 for _ in model.modules()))
+
+
+def program_file(path: Path, spec: dict[str, Any]) -> Path:
+    """The exported program a spec names, which must be a file inside the model directory (`model.pt2`,
+    `net/model.onnx`): an absolute path or `..` would let a registry entry serve any file of the host."""
+    name = spec.get("program")
+    if not isinstance(name, str) or not name.strip():
+        raise KdflowError(f"model spec 'program' must be a file name inside the model directory, got {name!r}"[:300])
+    rel = Path(name)
+    root = Path(path).resolve()
+    target = (root / rel).resolve()
+    if rel.is_absolute() or ".." in rel.parts or root not in target.parents:
+        raise KdflowError(f"model spec 'program' {name[:200]!r} is outside the model directory; only paths "
+                          "relative to it are allowed")
+    return target
 
 
 def load_model(path: str | Path) -> tuple[Classifier, dict]:
@@ -104,11 +182,6 @@ def load_model(path: str | Path) -> tuple[Classifier, dict]:
 def _program_model(path: Path, spec: dict) -> Classifier:
     """An exported/ONNX teacher: the program file beside model.json is the network; model.pt holds only
     kdflow's normalization buffers."""
-    from kdflow.models.programs import load_program
-
-    net = load_program(path / spec["program"])
+    net = load_program(program_file(path, spec))
     return Classifier(net, spec["mean"], spec["std"], list(spec["input_shape"]))
 
-
-def input_numel(spec: dict) -> int:
-    return math.prod(spec["input_shape"])

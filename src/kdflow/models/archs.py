@@ -1,12 +1,68 @@
-"""Built-in architectures. Each takes `input_shape` (C, L) or (C, H, W) (or (F,)) and `num_classes`."""
+"""The architecture registry, and the built-in architectures.
+
+`ARCHS` is the one table of model names a spec may hold: `@register_arch("mlp")` adds a builder taking
+`input_shape` (C, L) or (C, H, W) (or (F,)), `num_classes` and the spec's kwargs; `@register_arch("timm",
+prefixed=True)` makes `timm:<ref>` names, built by `fn(ref, kwargs, input_shape, num_classes)`. `trusted`
+says the builder makes the network from the spec's name, kwargs and config alone, importing no code the
+spec names: the model server (`kdflow.serving.trust`) loads only those (and allow-listed `import:` modules).
+`kdflow.models` imports every module that registers one (archs, prefixed_archs, text_nets, text_embed,
+programs), so the table is complete wherever a model is built or checked.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+from kdflow.errors import KdflowError
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    build: Callable[..., nn.Module]
+    trusted: bool = True  # built from name/kwargs/config only: no code named by the spec is imported
+    prefixed: bool = False  # `name:<ref>` names; build(ref, kwargs, input_shape, num_classes)
+
+
+ARCHS: dict[str, Arch] = {}
+
+
+def register_arch(name: str, trusted: bool = True, prefixed: bool = False) -> Callable:
+    def deco(fn):
+        if name in ARCHS:
+            raise ValueError(f"architecture '{name}' is registered twice")
+        ARCHS[name] = Arch(name, fn, trusted, prefixed)
+        return fn
+    return deco
+
+
+def find_arch(name: str) -> tuple[Arch | None, str]:
+    """(the registry entry of a model name, the reference after a prefix) or (None, "")."""
+    arch = ARCHS.get(name)
+    if arch is not None and not arch.prefixed:
+        return arch, ""
+    prefix, sep, ref = name.partition(":")
+    arch = ARCHS.get(prefix)
+    return (arch, ref) if sep and arch is not None and arch.prefixed else (None, "")
+
+
+def arch_names() -> list[str]:
+    return [f"{a.name}:<name>" if a.prefixed else a.name for a in ARCHS.values()]
+
+
+def build_arch(name: str, kwargs: dict[str, Any], input_shape: list[int], num_classes: int) -> nn.Module:
+    arch, ref = find_arch(name)
+    if arch is None:
+        raise KdflowError(f"unknown model '{name}'; allowed: {', '.join(arch_names())}")
+    if arch.prefixed:
+        return arch.build(ref, kwargs, input_shape, num_classes)
+    return arch.build(input_shape, num_classes, **kwargs)
 
 
 def _flat_dim(body: nn.Module, input_shape: Sequence[int]) -> int:
@@ -14,6 +70,7 @@ def _flat_dim(body: nn.Module, input_shape: Sequence[int]) -> int:
         return int(body(torch.zeros(1, *input_shape)).flatten(1).shape[1])
 
 
+@register_arch("mlp")
 class MLP(nn.Module):
     def __init__(self, input_shape, num_classes, hidden=(256, 256), dropout=0.0, input_dropout=0.0):
         super().__init__()
@@ -45,6 +102,7 @@ class _ConvNet(nn.Module):
         return self.head(self.dropout(self.features(x).flatten(1)))
 
 
+@register_arch("cnn1d")
 class CNN1d(_ConvNet):
     """Strided 1-D CNN. Defaults are the MNIST-1D paper's ConvBase: 5,210 parameters on (1, 40)."""
 
@@ -59,6 +117,7 @@ class CNN1d(_ConvNet):
         self._finish(layers, input_shape, num_classes, dropout)
 
 
+@register_arch("cnn2d")
 class CNN2d(_ConvNet):
     def __init__(self, input_shape, num_classes, channels=(32, 64), kernel=3, pool=True, dropout=0.0,
                  batchnorm=True):
@@ -91,6 +150,7 @@ class _Block(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
 
 
+@register_arch("resnet")
 class ResNet(nn.Module):
     """CIFAR-style ResNet (He et al. 2016, §4.2) for 1-D signals or images, chosen by input rank."""
 
@@ -114,6 +174,7 @@ class ResNet(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
+@register_arch("transformer")
 class PatchTransformer(nn.Module):
     """A small ViT: non-overlapping patches of 1-D signals (C, L) or images (C, H, W), CLS token."""
 
@@ -140,5 +201,3 @@ class PatchTransformer(nn.Module):
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], 1) + self.pos
         return self.head(self.norm(self.encoder(tokens))[:, 0])
 
-
-BUILTIN = {"mlp": MLP, "cnn1d": CNN1d, "cnn2d": CNN2d, "resnet": ResNet, "transformer": PatchTransformer}

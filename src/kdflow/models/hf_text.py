@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 from kdflow.errors import KdflowError
-from kdflow.models.prefixed_archs import need_library
 from kdflow.models.sources import Loaded, SourceOptions, digest
 from kdflow.models.text_nets import HFTextNet, keep_layers
+from kdflow.optional import need_library
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 GENERIC_LABEL = re.compile(r"LABEL_\d+")

@@ -1,41 +1,23 @@
-"""Networks from outside kdflow's built-in registry, rebuilt by a prefixed name.
+"""Networks from outside kdflow's built-in set, rebuilt by a prefixed name.
 
-`build_net("timm:resnet18", kwargs, input_shape, num_classes)` and friends: each prefix maps to one
-builder in `PREFIXED`. The builders never download weights (`pretrained=False`, `weights=None`);
-weights come from a local file through `kdflow.models.sources` or a kdflow model directory.
-Third-party libraries are imported lazily, so kdflow works without the `[models]` extra until a
-model needs one.
+`build_net("timm:resnet18", kwargs, input_shape, num_classes)` and friends: each prefix is one
+`@register_arch(prefix, prefixed=True)` builder in `kdflow.models.archs.ARCHS`. The builders never
+download weights (`pretrained=False`, `weights=None`); weights come from a local file through
+`kdflow.models.sources` or a kdflow model directory. Third-party libraries are imported lazily, so
+kdflow works without the `[models]` extra until a model needs one.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from kdflow.errors import KdflowError
-
-Builder = Callable[[str, dict, list[int], int], nn.Module]
-PREFIXED: dict[str, Builder] = {}
-
-
-def register_arch(prefix: str) -> Callable[[Builder], Builder]:
-    """`@register_arch("timm")` makes `timm:<ref>` a model name that `build_net` can rebuild."""
-    def deco(fn: Builder) -> Builder:
-        PREFIXED[prefix] = fn
-        return fn
-    return deco
-
-
-def need_library(module: str, what: str):
-    try:
-        return importlib.import_module(module)
-    except Exception as exc:  # missing, or (torchvision) built for another torch
-        raise KdflowError(f"{what} needs a working {module.split('.')[0]}: pip install 'kdflow[models]' "
-                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+from kdflow.models.archs import register_arch
+from kdflow.optional import need_library
 
 
 def import_class(ref: str) -> type:
@@ -48,7 +30,7 @@ def import_class(ref: str) -> type:
         raise KdflowError(f"model 'import:{ref}': cannot import {module}.{cls}: {exc}") from None
 
 
-@register_arch("import")
+@register_arch("import", trusted=False, prefixed=True)
 def _imported(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) -> nn.Module:
     cls = import_class(ref)
     params = inspect.signature(cls).parameters
@@ -57,7 +39,7 @@ def _imported(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) 
     return cls(**extra, **kwargs)
 
 
-@register_arch("torchvision")
+@register_arch("torchvision", prefixed=True)
 def _torchvision(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) -> nn.Module:
     tvm = need_library("torchvision.models", f"model 'torchvision:{ref}'")
     try:
@@ -66,7 +48,7 @@ def _torchvision(ref: str, kwargs: dict, input_shape: list[int], num_classes: in
         raise KdflowError(f"model 'torchvision:{ref}': {exc}") from None
 
 
-@register_arch("timm")
+@register_arch("timm", prefixed=True)
 def _timm(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) -> nn.Module:
     timm = need_library("timm", f"model 'timm:{ref}'")
     try:
@@ -95,22 +77,8 @@ def hf_config(config: dict[str, Any]):
     return transformers.AutoConfig.for_model(model_type, **conf)
 
 
-@register_arch("hf-image")
+@register_arch("hf-image", prefixed=True)
 def _hf_image(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) -> nn.Module:
     """Rebuilt from the config stored in model.json (`kwargs.config`); weights come from model.pt."""
     transformers = need_library("transformers", "a Hugging Face model")
     return HFImageNet(transformers.AutoModelForImageClassification.from_config(hf_config(kwargs["config"])))
-
-
-@register_arch("hf-text")
-def _hf_text(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) -> nn.Module:
-    from kdflow.models.text_nets import hf_text
-
-    return hf_text(ref, kwargs, input_shape, num_classes)
-
-
-def build_prefixed(name: str, kwargs: dict[str, Any], input_shape: list[int], num_classes: int) -> nn.Module | None:
-    prefix, sep, ref = name.partition(":")
-    if not sep or prefix not in PREFIXED:
-        return None
-    return PREFIXED[prefix](ref, kwargs, input_shape, num_classes)

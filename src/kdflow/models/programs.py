@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from kdflow.errors import KdflowError
+from kdflow.models.archs import register_arch
 
 SUFFIXES = {".pt2": "torch.export", ".onnx": "onnx"}
 
@@ -127,3 +128,10 @@ def load_program(path: Path) -> ProgramNet:
     if not path.is_file():
         raise KdflowError(f"program file not found: {path}")
     return ExportNet(path) if fmt == "torch.export" else OnnxNet(path)
+
+
+@register_arch("program", prefixed=True)
+def _program_name(ref: str, kwargs: dict, input_shape: list[int], num_classes: int) -> nn.Module:
+    """`program:<scheme>` names an imported exported program: its file beside model.json is the network
+    (`kdflow.models.load_model` reads it); it is never built from the name."""
+    raise KdflowError(f"model 'program:{ref}' is an exported program: load its model directory, it cannot be built")

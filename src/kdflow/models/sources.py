@@ -4,9 +4,12 @@ One registry, scheme → loader. A loader turns `(ref, source options, dataset i
 `Loaded` network plus what it knows about itself (input size, normalization, class names, the
 sha256 of the files it read). `kdflow.models.imported` then checks it against the data and
 writes an ordinary kdflow model directory, so every downstream stage loads it with
-`kdflow.models.load_model`. Adding a source is one function and one `@register_source`:
+`kdflow.models.load_model`. Adding a source is one function with `@register_source` and its scheme in
+the torch-free `kdflow.names.model_sources` table (which params.yaml is checked against):
 
-    @register_source("mysrc", "what it reads", detect=lambda path: ...)  # detect: optional, for bare paths
+    SourceName("mysrc", "what it reads", detect=lambda path: ...),  # kdflow/names/model_sources.py
+
+    @register_source("mysrc")
     def _mine(ref: str, src, info: dict) -> Loaded:
         ...
 
@@ -22,21 +25,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from torch import nn
 
 from kdflow.errors import KdflowError
 from kdflow.io import sha256_file
+from kdflow.names.model_sources import MODEL_SOURCES, Detect, SourceOptions, check_options, is_program
 
-
-class SourceOptions(Protocol):
-    """What a loader reads from `teacher.source` / `<role>.init_from` (`kdflow.config.ModelSource`)."""
-
-    uri: str
-    weights: str | None
-    kwargs: dict[str, Any]
-    strict: bool
+__all__ = ["SOURCES", "Loaded", "SourceOptions", "SourceType", "check_options", "is_program", "open_source", "parse",
+           "register_source"]
 
 
 @dataclass
@@ -57,9 +55,6 @@ class Loaded:
 Loader = Callable[[str, SourceOptions, dict], Loaded]
 
 
-Detect = Callable[[Path], bool]
-
-
 @dataclass(frozen=True)
 class SourceType:
     scheme: str
@@ -72,10 +67,14 @@ class SourceType:
 SOURCES: dict[str, SourceType] = {}
 
 
-def register_source(scheme: str, help: str, program: bool = False,
-                    detect: Detect | None = None) -> Callable[[Loader], Loader]:
+def register_source(scheme: str) -> Callable[[Loader], Loader]:
+    """The loader of a scheme declared in `kdflow.names.model_sources` (help, program, detect come from there)."""
+    if scheme not in MODEL_SOURCES:
+        raise ValueError(f"model source '{scheme}' is not declared in kdflow/names/model_sources.py")
+    name = MODEL_SOURCES[scheme]
+
     def deco(fn: Loader) -> Loader:
-        SOURCES[scheme] = SourceType(scheme, fn, help, program, detect)
+        SOURCES[scheme] = SourceType(scheme, fn, name.help, name.program, name.detect)
         return fn
     return deco
 
@@ -94,27 +93,6 @@ def parse(uri: str) -> tuple[SourceType, str]:
                           f"({', '.join(f'{s}:' for s in SOURCES)})")
     raise KdflowError(f"model source '{uri}': unsupported format; use " + "; ".join(
         f"{s}: {t.help}" for s, t in SOURCES.items()))
-
-
-def is_program(uri: str) -> bool:
-    """True when `uri` names a teacher without Python modules (program detectors only look at the name)."""
-    scheme = uri.partition(":")[0]
-    if scheme in SOURCES:
-        return SOURCES[scheme].program
-    return any(k.program and k.detect is not None and k.detect(Path(uri)) for k in SOURCES.values())
-
-
-NEEDS_WEIGHTS = ("import", "timm", "torchvision")
-
-
-def check_options(src: SourceOptions) -> str | None:
-    """What is wrong with a source's options before any file is read (the params schema calls this)."""
-    scheme, sep, _ = src.uri.partition(":")
-    if sep and len(scheme) > 1 and scheme.isidentifier() and scheme not in SOURCES:
-        return f"unknown model source scheme '{scheme}:' in '{src.uri}'; known: {', '.join(SOURCES)}"
-    if scheme in NEEDS_WEIGHTS and not src.weights:
-        return f"'{src.uri}' needs weights: a state_dict file (.pt, loaded with weights_only=True, or .safetensors)"
-    return None
 
 
 def open_source(src: SourceOptions, info: dict) -> tuple[SourceType, Loaded]:
@@ -144,8 +122,7 @@ def _with_weights(name: str, src: SourceOptions, info: dict) -> tuple[nn.Module,
     return net, digest(path)
 
 
-@register_source("kdflow", "a kdflow model directory (model.json + model.pt), e.g. an earlier run's teacher",
-                 detect=lambda p: (p / "model.json").is_file())
+@register_source("kdflow")
 def _kdflow_dir(ref: str, src: SourceOptions, info: dict) -> Loaded:
     from kdflow.models import SPEC, WEIGHTS, load_model
 
@@ -171,23 +148,23 @@ def _mlflow(ref: str, src: SourceOptions, info: dict) -> Loaded:
     return loaded
 
 
-register_source("models", "an MLflow registered model, models:/<name>@<alias> or models:/<name>/<version>")(_mlflow)
-register_source("runs", "an MLflow run artifact holding a kdflow model, runs:/<run id>/<path>")(_mlflow)
+register_source("models")(_mlflow)
+register_source("runs")(_mlflow)
 
 
-@register_source("import", "import:<module>:<Class> + kwargs + weights (.pt state_dict or .safetensors)")
+@register_source("import")
 def _import(ref: str, src: SourceOptions, info: dict) -> Loaded:
     net, digests = _with_weights(f"import:{ref}", src, info)
     return Loaded(net, name=f"import:{ref}", kwargs=dict(src.kwargs), digests=digests)
 
 
-@register_source("torchvision", "torchvision:<name> + weights (a local file; nothing is downloaded)")
+@register_source("torchvision")
 def _torchvision(ref: str, src: SourceOptions, info: dict) -> Loaded:
     net, digests = _with_weights(f"torchvision:{ref}", src, info)
     return Loaded(net, name=f"torchvision:{ref}", kwargs=dict(src.kwargs), digests=digests)
 
 
-@register_source("timm", "timm:<name> + weights (a local file; input size and normalization from timm's config)")
+@register_source("timm")
 def _timm(ref: str, src: SourceOptions, info: dict) -> Loaded:
     net, digests = _with_weights(f"timm:{ref}", src, info)
     cfg = dict(getattr(net, "pretrained_cfg", None) or {})
@@ -198,8 +175,7 @@ def _timm(ref: str, src: SourceOptions, info: dict) -> Loaded:
                   std=list(cfg["std"]) if cfg.get("std") else None)
 
 
-@register_source("hf", "a Hugging Face image (on text data: sequence) classifier dir (config.json + weights)",
-                 detect=lambda p: (p / "config.json").is_file())
+@register_source("hf")
 def _hf_image(ref: str, src: SourceOptions, info: dict) -> Loaded:
     from kdflow.models.hf import load_image_classifier
 
@@ -219,22 +195,18 @@ def _program(ref: str, src: SourceOptions, info: dict) -> Loaded:
     return Loaded(net, digests=digest(path), input_shape=net.input_shape, program=path, params=net.num_params)
 
 
-register_source("pt2", "a torch.export program (.pt2): offline soft targets only", program=True,
-                detect=lambda p: p.suffix == ".pt2")(_program)
-register_source("onnx", "an ONNX file run by onnxruntime: offline soft targets only", program=True,
-                detect=lambda p: p.suffix == ".onnx")(_program)
+register_source("pt2")(_program)
+register_source("onnx")(_program)
 
 
-@register_source("layers", "layers:<kdflow or Hugging Face text model dir> + kwargs.layers: keep a subset of its "
-                 "transformer layers (DistilBERT-style student init)")
+@register_source("layers")
 def _layers(ref: str, src: SourceOptions, info: dict) -> Loaded:
     from kdflow.models.hf_text import layer_subset
 
     return layer_subset(ref, src, info)
 
 
-@register_source("encoder", "encoder:<Hugging Face encoder dir>: a sentence encoder (task: embedding), pooled as its "
-                 "sentence-transformers config says (mean by default); kwargs pooling, normalize")
+@register_source("encoder")
 def _encoder(ref: str, src: SourceOptions, info: dict) -> Loaded:
     from kdflow.models.text_embed import load_encoder
 

@@ -22,14 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdflow.errors import KdflowError
-from kdflow.models.prefixed_archs import need_library, register_arch
+from kdflow.models.archs import register_arch
+from kdflow.models.prefixed_archs import hf_config
+from kdflow.models.text_nets import text_bert
+from kdflow.optional import need_library
 
 EMBEDDING = "embedding"
 POOLINGS = ("mean", "cls", "max")
-
-
-def is_embedding(spec: dict) -> bool:
-    return spec.get("task") == EMBEDDING
 
 
 def pool(h: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -62,25 +61,19 @@ class EncoderNet(nn.Module):
         return F.normalize(e, dim=-1) if self.normalize else e
 
 
+@register_arch("text-embed")
 def text_embed(input_shape, num_classes, vocab_size, pad_id, sep_id=None, pair=False, layers=2, hidden=128,
                heads=2, intermediate=None, dropout=0.1, dim=None, pooling="mean", normalize=False, max_positions=512):
     """The embedding student: `text-bert`'s encoder without its classifier, pooled, projected to `dim`."""
-    from kdflow.models.text_nets import text_bert
-
     bert = text_bert(input_shape, 1, vocab_size, pad_id, sep_id, pair, layers, hidden, heads, intermediate, dropout,
                      max_positions).model.bert
     bert.pooler = None  # the CLS pooler is unused by mean pooling
     return EncoderNet(bert, pad_id, pooling, normalize, dim)
 
 
-EMBED_ARCHS = {"text-embed": text_embed}
-
-
-@register_arch("hf-encoder")
+@register_arch("hf-encoder", prefixed=True)
 def hf_encoder(ref: str, kwargs: dict, input_shape, num_classes: int) -> nn.Module:
     """`hf-encoder:` rebuilt from `kwargs.config` (written by the `encoder:` source); weights from model.pt."""
-    from kdflow.models.prefixed_archs import hf_config
-
     tf = need_library("transformers", "a sentence encoder")
     model = _without_pooler(tf.AutoModel.from_config, hf_config(kwargs["config"]))
     return EncoderNet(model, kwargs["pad_id"], kwargs.get("pooling", "mean"), kwargs.get("normalize", False))

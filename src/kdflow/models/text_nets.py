@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 from kdflow.errors import KdflowError
+from kdflow.models.archs import register_arch
+from kdflow.models.prefixed_archs import hf_config
+from kdflow.optional import need_library
 
 
 def text_spec(info: dict) -> dict:
@@ -65,11 +68,10 @@ class HFTextNet(nn.Module):
 
 
 def _transformers():
-    from kdflow.models.prefixed_archs import need_library
-
     return need_library("transformers", "a text transformer")
 
 
+@register_arch("text-bert")
 def text_bert(input_shape, num_classes, vocab_size, pad_id, sep_id=None, pair=False, layers=2, hidden=128,
               heads=2, intermediate=None, dropout=0.1, max_positions=512):
     tf = _transformers()
@@ -83,10 +85,9 @@ def text_bert(input_shape, num_classes, vocab_size, pad_id, sep_id=None, pair=Fa
     return HFTextNet(tf.BertForSequenceClassification(conf), pad_id, sep_id, pair)
 
 
+@register_arch("hf-text", prefixed=True)
 def hf_text(ref: str, kwargs: dict, input_shape, num_classes: int) -> nn.Module:
     """`hf-text:` rebuilt from `kwargs.config` (written by the Hugging Face text source); weights from model.pt."""
-    from kdflow.models.prefixed_archs import hf_config
-
     tf = _transformers()
     model = tf.AutoModelForSequenceClassification.from_config(hf_config(kwargs["config"]))
     return HFTextNet(model, kwargs["pad_id"], kwargs.get("sep_id"), kwargs.get("pair", False))
@@ -97,6 +98,7 @@ def _masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).max(1).values
 
 
+@register_arch("text-bilstm")
 class BiLSTM(nn.Module):
     """Two LSTMs, the backward one over each sequence reversed within its own length: padding never reaches a
     real token's state, without packed sequences (which torch.export and ONNX cannot trace)."""
@@ -125,6 +127,7 @@ class BiLSTM(nn.Module):
         return self.head(_masked_max(torch.cat([h_f, h_b], -1), mask | (steps == 0)))
 
 
+@register_arch("text-cnn")
 class TextCNN(nn.Module):
     def __init__(self, input_shape, num_classes, vocab_size, pad_id, sep_id=None, pair=False, embed=128,
                  channels=128, kernels=(3, 4, 5), dropout=0.1):
@@ -144,13 +147,6 @@ class TextCNN(nn.Module):
             h = torch.relu(conv(e))[:, :, : ids.shape[1]].transpose(1, 2)  # even kernels give one extra step
             pooled.append(_masked_max(h, mask[:, : h.shape[1]]))
         return self.head(self.dropout(torch.cat(pooled, 1)))
-
-
-TEXT_ARCHS = {"text-bert": text_bert, "text-bilstm": BiLSTM, "text-cnn": TextCNN}
-
-
-def is_text_spec(spec: dict) -> bool:
-    return spec.get("modality") == "text"
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -1,5 +1,10 @@
 """The controller's MLflow side: read the champion alias (and where it came from), pick a rollback
-target that really serves (it exists, loads, passes a smoke prediction), move the alias back."""
+target that really serves (it exists, loads, passes a smoke prediction), move the alias back.
+
+Every registry call is retried while the error is transient (`tracking.retrying`: a locked store, a
+server answering 503); when it persists, `RegistryUnavailable` reaches the controller, which reports
+the rollback as failed and tries again at its next check — "could not ask" never reads as an answer
+(an alias "already moved", a target "unusable")."""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ from pathlib import Path
 
 from kdflow import tracking
 from kdflow.errors import KdflowError
-from kdflow.serving.source import NOT_FOUND, classes_of, smoke_test
+from kdflow.serving.source import classes_of, smoke_test
 from kdflow.serving.trust import load_trusted
+from kdflow.tracking import NOT_FOUND, RegistryUnavailable, retrying
 
 log = logging.getLogger("kdflow.monitor")
 
@@ -41,7 +47,8 @@ def current(name: str) -> tuple[str | None, str | None, float | None]:
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = tracking.client().get_model_version_by_alias(name, tracking.CHAMPION)
+        mv = retrying(lambda: tracking.client().get_model_version_by_alias(name, tracking.CHAMPION),
+                      f"reading {name}@{tracking.CHAMPION}")
     except MlflowException as exc:
         if exc.error_code in NOT_FOUND:
             return None, None, None
@@ -53,22 +60,29 @@ def current(name: str) -> tuple[str | None, str | None, float | None]:
 def rollback(name: str, bad: str, target: str, reason: str, now: float) -> bool:
     """Move `champion` from `bad` back to `target` and tag `bad` with why and when.
 
-    Returns False, changing nothing, when `champion` no longer points at `bad` (another replica, a
-    webhook or a person moved it already): repeating a rollback is a no-op.
+    Returns False, changing nothing, when the registry answers that `champion` no longer points at `bad`
+    (another replica, a webhook or a person moved it already): repeating a rollback is a no-op. Raises
+    RegistryUnavailable when the registry cannot be asked or refuses the move. The alias move is the commit
+    point: tags that cannot be written after it are logged, not raised (the champion is right either way).
     """
-    if tracking.resolve_alias(name, tracking.CHAMPION) != bad:
+    if retrying(lambda: tracking.resolve_alias(name, tracking.CHAMPION), f"re-reading {name}@champion") != bad:
         return False
     c = tracking.client()
-    c.set_registered_model_alias(name, tracking.CHAMPION, target)
+    retrying(lambda: c.set_registered_model_alias(name, tracking.CHAMPION, target),
+             f"moving {name}@{tracking.CHAMPION} to version {target}")
     when = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds")
     for key, value in ((ROLLBACK_REASON_TAG, reason[:5000]), (ROLLBACK_TIME_TAG, when), (ROLLED_BACK_TO_TAG, target)):
-        c.set_model_version_tag(name, bad, key, value)
+        try:
+            retrying(lambda k=key, v=value: c.set_model_version_tag(name, bad, k, v), f"tagging version {bad}")
+        except RegistryUnavailable as exc:
+            log.error("rolled back %s %s -> %s, but tag %s not written: %s", name, bad, target, key, exc)
     return True
 
 
 def candidates(name: str, bad: str, previous: str | None) -> list[str]:
     """Rollback targets in order: the previous champion, then older versions never rolled back, newest first."""
-    versions = tracking.client().search_model_versions(f"name='{name}'")
+    versions = retrying(lambda: tracking.client().search_model_versions(f"name='{name}'"),
+                        f"listing the versions of {name}")
     older = sorted((int(v.version) for v in versions
                     if int(v.version) < int(bad) and ROLLBACK_REASON_TAG not in (v.tags or {})), reverse=True)
     first = [previous] if previous and previous != bad else []
@@ -76,12 +90,13 @@ def candidates(name: str, bad: str, previous: str | None) -> list[str]:
 
 
 def unusable(name: str, version: str) -> str | None:
-    """Why `version` cannot serve (None when it can): gone from the registry, not READY, refused spec, corrupt
-    weights, or a smoke prediction with the wrong output. Raises when the registry cannot be asked."""
+    """Why `version` cannot serve (None when it can): gone from the registry, not READY, refused spec (import,
+    size budget, paths), corrupt weights, or a load or smoke prediction that raises or gives the wrong output.
+    Raises RegistryUnavailable when the registry cannot be asked: that says nothing about the version."""
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = tracking.client().get_model_version(name, version)
+        mv = retrying(lambda: tracking.client().get_model_version(name, version), f"reading version {version}")
     except MlflowException as exc:
         if exc.error_code in NOT_FOUND:
             return "not in the registry (deleted?)"
@@ -90,10 +105,15 @@ def unusable(name: str, version: str) -> str | None:
         return f"registry status {mv.status}"
     tmp = Path(tempfile.mkdtemp(prefix="kdflow-rollback-"))
     try:
-        model, spec = load_trusted(tracking.download_model(f"models:/{name}/{version}", tmp), f"version {version}")
+        local = retrying(lambda: tracking.download_model(f"models:/{name}/{version}", tmp),
+                         f"downloading version {version}")
+        model, spec = load_trusted(local, f"version {version}")
         smoke_test(model, tuple(int(d) for d in spec["input_shape"]), 2, len(classes_of(spec)))
-    except (KdflowError, KeyError, ValueError, TypeError) as exc:
-        return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    except RegistryUnavailable:
+        raise
+    except Exception as exc:  # anything the version's own files make the load or the forward pass raise
+        text = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return f"{type(exc).__name__}: {text}" if not isinstance(exc, KdflowError) else text or type(exc).__name__
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return None

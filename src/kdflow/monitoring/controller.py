@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import ipaddress
 import logging
 import os
 import sys
@@ -42,6 +43,7 @@ from kdflow.redact import install_log_filter, redact
 from kdflow.serving.config import add_limit_args, split_limits
 from kdflow.serving.limits import HttpLimits, run_uvicorn, uvicorn_config
 from kdflow.serving.validation import BadRequest, check_content_type, parse_json, read_body
+from kdflow.tracking import RegistryUnavailable
 
 log = logging.getLogger("kdflow.monitor")
 FIRING = 'ALERTS{alertstate="firing"}'
@@ -66,10 +68,12 @@ class MonitorConfig:
     auth: bool = True                # False only with --insecure-no-auth
     max_body_bytes: int = 1 << 20    # an Alertmanager message with hundreds of alerts is ~100 KiB
     rollback_candidates: int = 3     # rollback targets tried (each downloaded and smoke-tested)
+    namespace: str | None = None     # alerts must carry this namespace label too (a cluster's controller)
     limits: HttpLimits = field(default_factory=HttpLimits)
 
     def policy(self) -> Policy:
-        return Policy(self.watch_window_s, self.cooldown_s, self.dry_run)
+        return Policy(self.watch_window_s, self.cooldown_s, self.dry_run, model_name=self.model_name,
+                      namespace=self.namespace)
 
 
 class Controller:
@@ -100,7 +104,9 @@ class Controller:
             traffic = self.prometheus.query(self.cfg.data_query)
         except PrometheusError as exc:
             return Evidence(champion, previous, promoted_at, prometheus_error=str(exc))
-        has_data = any(labels.get("model_version") == champion and value > 0 for labels, value in traffic)
+        name = self.cfg.model_name
+        has_data = any(labels.get("model_version") == champion and labels.get("model_name", name) == name
+                       and value > 0 for labels, value in traffic)
         return Evidence(champion, previous, promoted_at, alerts, has_data=has_data)
 
     # -- judgement + action ---------------------------------------------------------------------
@@ -148,20 +154,22 @@ class Controller:
                 reason = d.reason + (f" (skipped {'; '.join(skipped)})" if skipped else "")
                 d = replace(d, target=target, reason=reason)
                 moved = champion.rollback(self.cfg.model_name, d.version, target, reason, now)
-            except Exception as exc:
+            except Exception as exc:  # nothing was decided: not handled, no cooldown; the next check tries again
                 self.metrics.failures.labels(self.cfg.model_name).inc()
-                log.exception("ROLLBACK FAILED for %s version %s", self.cfg.model_name, d.version)
-                return self._record(Decision("error", f"rollback failed: {exc}", d.version, d.target, d.alerts),
-                                    ev.trigger)
+                if not isinstance(exc, RegistryUnavailable):  # that one is said in full by _record's line
+                    log.exception("ROLLBACK FAILED for %s version %s", self.cfg.model_name, d.version)
+                first = str(exc).splitlines()[0][:400] if str(exc) else type(exc).__name__
+                return self._record(Decision("error", f"rollback of version {d.version} failed, retried at the "
+                                             f"next check: {first}", d.version, d.target, d.alerts), ev.trigger)
+            if not moved:  # the registry answered that the alias is elsewhere: follow it at the next check
+                return self._record(Decision("none", f"champion had already moved off version {d.version}",
+                                             d.version), ev.trigger)
             self.state = after(self.state, d, now)
             self._moves += 1
-            if moved:
-                self.metrics.rollbacks.labels(self.cfg.model_name, ev.trigger).inc()
-                message = f"{self.cfg.model_name}: champion rolled back {d.version} -> {d.target} ({d.reason})"
-                if self.events is not None:
-                    self.events.emit(message, now)
-            else:
-                d = Decision("none", f"champion had already moved off version {d.version}", d.version)
+            self.metrics.rollbacks.labels(self.cfg.model_name, ev.trigger).inc()
+            message = f"{self.cfg.model_name}: champion rolled back {d.version} -> {d.target} ({d.reason})"
+            if self.events is not None:
+                self.events.emit(message, now)
         elif d.action == "dry_run":
             self.state = after(self.state, d, now)
             self.metrics.dry_runs.labels(self.cfg.model_name, ev.trigger).inc()
@@ -228,9 +236,22 @@ def authorized(header: str | None, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
+def loopback(host: str) -> bool:
+    """Only this machine can connect to `host`."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def create_app(cfg: MonitorConfig) -> Starlette:
     if cfg.auth and not cfg.token:
         raise ValueError(f"no webhook token: set {TOKEN_ENV} (or pass --insecure-no-auth for local development)")
+    if not cfg.auth and not loopback(cfg.host):
+        raise ValueError(f"--insecure-no-auth on {cfg.host!r}: only a loopback address may serve the webhook "
+                         "without a token")
     controller = Controller(cfg)
 
     async def alertmanager(request: Request) -> Response:
@@ -303,6 +324,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest webhook body (default 1 MiB; then 413)")
     p.add_argument("--rollback-candidates", type=int, default=3,
                    help="versions tried as rollback target, each downloaded and smoke-tested (default 3)")
+    p.add_argument("--namespace", default=os.environ.get("KDFLOW_NAMESPACE") or None,
+                   help="act only on alerts labelled with this namespace (default $KDFLOW_NAMESPACE; alerts must "
+                        "always name --model-name)")
     add_limit_args(p)
     return p
 
@@ -320,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         if value <= 0:
             print(f"kdflow monitor: {name} must be > 0, got {value}", file=sys.stderr)
             return 2
+    if not cfg.auth and not loopback(cfg.host):
+        print(f"kdflow monitor: --insecure-no-auth only binds a loopback address (127.0.0.1, ::1, localhost), not "
+              f"{cfg.host!r}: anyone who reaches it could roll the champion back; set {TOKEN_ENV} instead",
+              file=sys.stderr)
+        return 2
     if cfg.auth and not cfg.token:
         print(f"kdflow monitor: {TOKEN_ENV} is not set: the Alertmanager webhook needs a bearer token (mount it "
               "from a Kubernetes Secret); pass --insecure-no-auth for local development only", file=sys.stderr)

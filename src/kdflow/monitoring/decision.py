@@ -4,6 +4,9 @@ memory (`State`) and its `Policy`. No I/O here, so every branch is unit-tested d
 Rules of the game:
 - a champion the controller did not put there is a promotion; it is watched for `watch_window_s`
   from its promotion time (the `kdflow.promoted_at` tag when present, else first sight);
+- an alert is evidence only about the model it names: its `model_name` label must be the watched model's
+  (and its `namespace` the controller's, when the controller is given one); version numbers alone are
+  shared by every model of a registry;
 - a version is rolled back when a rollback-labelled alert fires for it inside that window, to the
   version its `kdflow.previous_champion` tag names (the controller checks that target, or an older
   one, can serve); the version restored is watched from the rollback on, like a promotion;
@@ -41,6 +44,15 @@ class Policy:
     dry_run: bool = False
     rollback_label: tuple[str, str] = ("rollback", "true")
     blind_alerts: frozenset[str] = frozenset({"KdflowMonitoringBlind"})
+    model_name: str | None = None   # the watched model: alerts must name it (None: unit tests of old payloads)
+    namespace: str | None = None    # and, when set, come from this namespace
+
+    def about(self, alert: Alert, version: str) -> bool:
+        """Is `alert` about `version` of the watched model?"""
+        labels = alert.labels
+        return (labels.get("model_version") == version
+                and (self.model_name is None or labels.get("model_name") == self.model_name)
+                and (self.namespace is None or labels.get("namespace") == self.namespace))
 
 
 @dataclass(frozen=True)
@@ -76,8 +88,7 @@ def decide(state: State, ev: Evidence, now: float, policy: Policy) -> Decision:
     if v is None:
         return Decision("none", "no champion alias set")
     key, value = policy.rollback_label
-    breaches = tuple(sorted({a.name for a in ev.alerts
-                             if a.labels.get("model_version") == v and a.labels.get(key) == value}))
+    breaches = tuple(sorted({a.name for a in ev.alerts if policy.about(a, v) and a.labels.get(key) == value}))
     if v in state.handled:
         return Decision("none", f"version {v} was already handled", v)
     if state.watch_from is None:

@@ -66,11 +66,12 @@ class ShapeChanged(Exception):
 class Server:
     def __init__(self, cfg: ServeConfig):
         self.cfg = cfg
-        self.metrics: ServerMetrics | NullMetrics = ServerMetrics() if cfg.metrics else NullMetrics()
+        source = parse_source(cfg.model)
+        self.metrics: ServerMetrics | NullMetrics = ServerMetrics(source.model_name) if cfg.metrics else NullMetrics()
         self._versions: dict[str, VersionMetrics] = {}
-        self.swapper = Swapper(Loader(parse_source(cfg.model), cfg.teacher, warm_rows=cfg.max_batch, jit=cfg.jit,
-                                      backend=cfg.backend),
-                               cfg.alias_poll_s, self._serving, self.metrics.loaded, self.metrics.refused)
+        self.swapper = Swapper(Loader(source, cfg.teacher, warm_rows=cfg.max_batch, jit=cfg.jit, backend=cfg.backend),
+                               cfg.alias_poll_s, self._serving, self.metrics.loaded, self.metrics.refused,
+                               self.metrics.load_failing)
         if self.swapper.loader.source.kind == "dir":
             self.swapper.load_now()  # a bad path fails the command, not a readiness probe later
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="kdflow-forward")

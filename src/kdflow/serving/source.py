@@ -27,13 +27,11 @@ from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
 from kdflow.redact import redact
 from kdflow.serving.trust import check_uri, load_trusted
+from kdflow.tracking import NOT_FOUND, RegistryUnavailable, retrying
 
 log = logging.getLogger("kdflow.serving")
 
 _REGISTRY = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
-# MLflow's answer for a missing model/version (RESOURCE_DOES_NOT_EXIST) or alias (INVALID_PARAMETER_VALUE);
-# any other error means the registry could not be asked.
-NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 class VersionGone(KdflowError):
@@ -48,14 +46,21 @@ def registry_version(name: str, alias: str | None = None, version: str | None = 
     from kdflow import tracking
 
     what = f"{name}@{alias}" if alias else f"{name}/{version}"
-    try:
+
+    def ask():
         c = tracking.client()
-        mv = c.get_model_version_by_alias(name, alias) if alias else c.get_model_version(name, str(version))
+        return c.get_model_version_by_alias(name, alias) if alias else c.get_model_version(name, str(version))
+
+    try:
+        mv = retrying(ask, f"resolving models:/{what}")
     except MlflowException as exc:
         if exc.error_code in NOT_FOUND:
             raise VersionGone(f"models:/{what} is not in the registry (alias unset or version deleted)") from None
-        raise KdflowError(f"MLflow registry at {redact(tracking.tracking_uri())} unreachable while resolving "
-                          f"models:/{what}: {redact(str(exc).splitlines()[0])[:300]}") from None
+        raise RegistryUnavailable(f"MLflow registry at {redact(tracking.tracking_uri())} unreachable while "
+                                  f"resolving models:/{what}: {redact(str(exc).splitlines()[0])[:300]}") from None
+    except RegistryUnavailable as exc:
+        raise RegistryUnavailable(f"MLflow registry at {redact(tracking.tracking_uri())} unreachable: "
+                                  f"{redact(str(exc))[:400]}") from None
     return str(mv.version)
 
 
@@ -64,6 +69,11 @@ class Source:
     kind: str                 # "dir" | "version" | "alias"
     location: str             # directory path or registered model name
     ref: str | None = None    # version or alias
+
+    @property
+    def model_name(self) -> str:
+        """The model's name in metrics: the registered name, or the directory's name."""
+        return self.location if self.kind != "dir" else Path(self.location).name
 
     @property
     def watched(self) -> bool:
@@ -245,18 +255,18 @@ class Loader:
     def load(self, version: str) -> Served:
         if self.source.kind == "dir":
             model, spec = load_trusted(self.source.location, f"model directory {self.source.location}")
-            return self._finish(model, spec, Path(self.source.location).name, version,
+            return self._finish(model, spec, self.source.model_name, version,
                                 spec.get("reference") or {}, self.teacher_dir, self.teacher_dir)
         from kdflow import tracking
 
         name = self.source.location
         tmp = Path(tempfile.mkdtemp(prefix="kdflow-serve-"))
+        ref = f"models:/{name}/{version}"
         try:
-            model, spec = load_trusted(tracking.download_model(f"models:/{name}/{version}", tmp),
-                                       f"models:/{name}/{version}")
+            model, spec = load_trusted(retrying(lambda: tracking.download_model(ref, tmp), f"downloading {ref}"), ref)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # weights are in memory now
-        tags = tracking.client().get_model_version(name, version).tags
+        tags = retrying(lambda: tracking.client().get_model_version(name, version), f"reading {ref}").tags
         refs = {k[len(tracking.REF_PREFIX):]: v for k, v in tags.items() if k.startswith(tracking.REF_PREFIX)}
         uri = tags.get(tracking.TEACHER_TAG)
         if uri is not None:

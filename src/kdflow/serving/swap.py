@@ -6,7 +6,10 @@ already running finish on the old version, the next pass uses the new one.
 
 A version whose contract differs from the one served (input shape/dtype, classes) is refused: the
 old version keeps serving and the refusal is counted and exported (the alert makes the controller
-move the alias back). A served version that the registry no longer has makes the server unready.
+move the alias back). A version that fails to load is exported the same way while the source points
+at it (`kdflow_model_load_failed{cause}`: `model` when its own files are refused or broken, retried
+every 10 s at most; `registry` when the registry could not be read, retried at the next poll). A served
+version that the registry no longer has makes the server unready.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from kdflow.redact import redact
 from kdflow.serving import heap
 from kdflow.serving.source import Loader, Served, VersionGone, contract_change
+from kdflow.tracking import RegistryUnavailable
 
 log = logging.getLogger("kdflow.serving")
 
@@ -30,7 +34,8 @@ def _nothing(*args) -> None:
 class Swapper:
     def __init__(self, loader: Loader, poll_s: float, on_swap: Callable[[Served], None],
                  on_load: Callable[[str], None] = _nothing,
-                 on_refuse: Callable[[str | None, str, bool], None] = _nothing):
+                 on_refuse: Callable[[str | None, str, bool], None] = _nothing,
+                 on_fail: Callable[[str | None, str], None] = _nothing):
         self.loader = loader
         self.poll_s = poll_s
         self.current: Served | None = None
@@ -38,7 +43,8 @@ class Swapper:
         self._on_swap = on_swap
         self._on_load = on_load
         self._on_refuse = on_refuse    # (refused version the source points at, or None; what; newly refused)
-        self._failed: dict[str, float] = {}  # version -> monotonic time of its last failed load
+        self._on_fail = on_fail        # (version the source points at that failed to load, or None; cause)
+        self._failed: dict[str, tuple[float, str]] = {}  # version -> (monotonic time of its last failed load, cause)
         self.refused: dict[str, str] = {}    # version -> what of its contract differs
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kdflow-swapper", daemon=True)
@@ -80,18 +86,22 @@ class Swapper:
         self.gone = None
         current = self.current
         self._on_refuse(version if version in self.refused else None, self.refused.get(version, ""), False)
+        failed = self._failed.get(version) if current is None or current.version != version else None
+        self._on_fail(version if failed else None, failed[1] if failed else "")
         if current is not None and (current.version == version or version in self.refused):
             return False
-        failed_at = self._failed.get(version)
-        if current is not None and failed_at is not None and time.monotonic() - failed_at < max(10.0, self.poll_s):
-            return False  # do not re-download a version that just failed, every poll
+        if current is not None and failed is not None and failed[1] == "model" \
+                and time.monotonic() - failed[0] < max(10.0, self.poll_s):
+            return False  # do not re-download a version whose files are bad, every poll
         log.info("loading %s version %s (serving %s)", self._name(), version, self._version())
         started = time.monotonic()
         try:
             served = self.loader.load(version)
         except Exception as exc:
-            self._failed[version] = time.monotonic()
+            cause = "registry" if isinstance(exc, RegistryUnavailable) else "model"
+            self._failed[version] = (time.monotonic(), cause)
             self._on_load("error")
+            self._on_fail(version, cause)
             log.error("failed to load %s version %s, still serving %s: %s",
                       self._name(), version, self._version(), redact(str(exc)))
             return False
@@ -110,6 +120,7 @@ class Swapper:
         self._on_swap(served)      # metrics for the new version exist before it serves
         self.current = served      # the swap: one reference assignment
         self._failed.pop(served.version, None)
+        self._on_fail(None, "")
         self._on_load("ok")
         heap.settle()
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from kdflow.config import Params
-from kdflow.data.module import has_split, load_info, load_split
-from kdflow.data.tokenized import for_student, is_text
+from kdflow.data.reader import for_student, has_split, load_info, load_split
+from kdflow.data.tokenized import is_text
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir, sha256_file, write_json
 from kdflow.lit.modules import DistillModule

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kdflow.config import Params, validate
-from kdflow.data.module import load_info, load_split
+from kdflow.data.reader import load_info, load_split
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir
 from kdflow.soft_target_store import read_store, write_store

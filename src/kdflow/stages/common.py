@@ -15,7 +15,8 @@ import torch
 
 from kdflow import tasks, tracking
 from kdflow.config import ModelSpec, Params, Role, Train
-from kdflow.data.module import KDDataModule, load_info
+from kdflow.data.module import KDDataModule
+from kdflow.data.reader import load_info
 from kdflow.errors import KdflowError
 from kdflow.inference import choose
 from kdflow.io import atomic_dir, need  # noqa: F401  (need: re-exported for the stages)
@@ -97,7 +98,7 @@ def train_and_save(cfg: Params, stage: str, role: str, module: L.LightningModule
 
 def train_on_labels(cfg: Params, stage: str, role: str, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     """A model of `cfg.<role>` trained on hard labels: the teacher, and the student as the no-KD baseline."""
-    from kdflow.data.tokenized import for_student
+    from kdflow.data.reader import for_student
     from kdflow.lit.modules import ClassifierModule
 
     data = need(inputs, "data", stage)

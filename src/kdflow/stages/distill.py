@@ -16,8 +16,7 @@ import torch
 
 from kdflow import tasks
 from kdflow.config import Params
-from kdflow.data.module import has_split, is_streaming, load_info, split_ids
-from kdflow.data.tokenized import for_student
+from kdflow.data.reader import for_student, has_split, load_info, open_dataset, split_ids
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
 from kdflow.lit.modules import DistillModule
@@ -30,7 +29,7 @@ def offline_table(data: Path, store: Path, info: dict, use_transfer: bool) -> tu
     """The store as an id-indexed table, checked against the dataset's coverage (its fit to the student is the
     task's `check_signal`): dense in RAM for an in-memory dataset, memory-mapped from disk for a streaming one."""
     manifest = read_json(Path(store) / MANIFEST, "soft-target manifest")
-    table = MappedTable(store) if is_streaming(info) else lookup_table(store)
+    table = MappedTable(store) if open_dataset(data).streaming else lookup_table(store)
     needed = ["train", "val"] + (["transfer"] if use_transfer and has_split(data, "transfer") else [])
     for split in needed:
         missing = count_missing(table, split_ids(data, split))

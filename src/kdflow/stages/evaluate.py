@@ -19,13 +19,12 @@ import torch
 
 from kdflow import tracking
 from kdflow.config import Params
-from kdflow.data.module import load_info, load_split
-from kdflow.data.tokenized import for_student
+from kdflow.data.reader import for_student, load_info, load_split
 from kdflow.evaluation import perf, report
 from kdflow.evaluation import quality as M
 from kdflow.evaluation.show import ratios, verdict
 from kdflow.inference import engine
-from kdflow.io import atomic_dir, read_json, write_json
+from kdflow.io import atomic_dir, write_json
 from kdflow.models import load_model
 from kdflow.progress import Ticker
 from kdflow.stages.common import check_classes, need
@@ -124,10 +123,6 @@ def evaluate_text_model(model, spec: dict, x: torch.Tensor, y: torch.Tensor, cfg
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     data = need(inputs, "data", "evaluate")
-    if read_json(need(inputs, "teacher", "evaluate") / "model.json", "teacher spec").get("task") == "embedding":
-        from kdflow.evaluation import embedding
-
-        return embedding.run(cfg, inputs, outputs)  # a sentence encoder: cosine to the teacher + linear probe
     info = load_info(data)
     out_dir = need(outputs, "metrics", "evaluate")
     test = load_split(data, "test")
@@ -181,18 +176,6 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
                                  "kd_gain", "compression", "speedup")}
 
 
-def provenance(specs: dict[str, dict]) -> list[dict]:
-    """Where each model came from: trained here, or imported/initialised from a source (URI + file sha256)."""
-    rows = []
-    for role, spec in specs.items():
-        src = spec.get("source") or spec.get("init_from") or {}
-        sha = ", ".join(f"{k} {v[:16]}…" for k, v in sorted(src.get("sha256", {}).items()))
-        rows.append({"model": role, "architecture": spec["name"],
-                     "origin": "imported" if spec.get("source") else "initialised from" if src else "trained",
-                     "source": src.get("uri", ""), "sha256": sha})
-    return rows
-
-
 def _write(tmp: Path, cfg: Params, info: dict, flat: dict, logits: dict, y: torch.Tensor, curves: dict,
            specs: dict[str, dict]) -> None:
     bins = cfg.evaluate.calibration_bins
@@ -220,7 +203,7 @@ def _write(tmp: Path, cfg: Params, info: dict, flat: dict, logits: dict, y: torc
     tables = [("Test split", report.table_html(rows, list(rows[0]))),
               ("Robustness", report.table_html(robust, list(robust[0]))),
               ("Distillation", report.table_html(derived, list(derived[0]))),
-              ("Models", report.table_html(provenance(specs), ["model", "architecture", "origin", "source", "sha256"]))]
+              report.models_section(specs)]
     forms = [f for f in ("fp32", "int8", "onnx", "onnx_int8") if f"compress.{f}.accuracy" in flat]
     if forms:
         from kdflow.compress import int8_verdict

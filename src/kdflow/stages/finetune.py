@@ -6,8 +6,7 @@ import shutil
 from pathlib import Path
 
 from kdflow.config import Params
-from kdflow.data.module import load_info
-from kdflow.data.tokenized import for_student
+from kdflow.data.reader import for_student, load_info
 from kdflow.io import atomic_dir
 from kdflow.lit.modules import ClassifierModule
 from kdflow.models import load_model

@@ -16,7 +16,7 @@ import numpy as np
 
 from kdflow import tracking
 from kdflow.config import Data, Params
-from kdflow.data.module import UNLABELED
+from kdflow.data.reader import UNLABELED
 from kdflow.data.sources import Raw, load_source
 from kdflow.data.split import channel_stats, leakage, stratified
 from kdflow.errors import KdflowError

@@ -19,7 +19,7 @@ import numpy as np
 
 from kdflow.config import Params
 from kdflow.data import tokenized as T
-from kdflow.data.module import UNLABELED
+from kdflow.data.reader import UNLABELED
 from kdflow.io import write_json
 from kdflow.progress import Ticker
 from kdflow.stages.prepare import _check_labels, _check_leakage, _finish, _manifest, plan

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from kdflow import tracking
 from kdflow.config import Params
-from kdflow.data.module import load_info
+from kdflow.data.reader import load_info
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir, read_json, write_json
+from kdflow.models.mlflow_model import register_model
 from kdflow.stages.common import need
 
 
@@ -49,7 +50,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     with tracking.stage_run(cfg, "register", cfg.register.model_dump(mode="json"), data_hash):
         tracking.log_metrics({k: v for k, v in m.items() if "." not in k})
         teacher = Path(inputs["teacher"]) if inputs.get("teacher") else None
-        version = tracking.register_model(student, name, tags, teacher_dir=teacher)
+        version = register_model(student, name, tags, teacher_dir=teacher)
         tracking.log_artifacts(metrics_dir / "metrics.json", metrics_dir / "report.html")
     tracking.client().set_registered_model_alias(name, tracking.CHALLENGER, version)
     previous = tracking.promote(name, version) if passed else None

@@ -111,8 +111,8 @@ def points(sweep) -> list[dict[str, float]]:
 
 def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
     from kdflow import tracking
-    from kdflow.data.module import KDDataModule, load_info
-    from kdflow.data.tokenized import for_student
+    from kdflow.data.module import KDDataModule
+    from kdflow.data.reader import for_student, load_info
     from kdflow.io import atomic_dir, write_json
     from kdflow.lit.fit import fit
     from kdflow.stages.common import initial_model, need, seed_all

@@ -16,7 +16,7 @@ import torch
 
 from kdflow import tracking
 from kdflow.config import Params
-from kdflow.data.module import is_streaming, load_info, load_split
+from kdflow.data.reader import load_info, open_dataset
 from kdflow.io import atomic_dir, need
 from kdflow.stages.common import attach_tokenizer, check_task, ckpt_dir_for, train_on_labels
 
@@ -30,14 +30,7 @@ def run(cfg: Params, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict:
 @torch.inference_mode()
 def val_accuracy(model: torch.nn.Module, data: Path, info: dict, batch_size: int) -> float:
     """Accuracy on the validation split, batch by batch (a streaming split is never held whole)."""
-    if is_streaming(info):
-        from kdflow.data.streaming import iter_split
-
-        batches = ((x, y) for x, y, _ in iter_split(data, "val", info, batch_size))
-    else:
-        val = load_split(data, "val")
-        x, y = torch.from_numpy(val["x"]), torch.from_numpy(val["y"])
-        batches = ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size))
+    batches = ((x, y) for x, y, _ in open_dataset(data).batches(["val"], batch_size))
     correct = total = 0
     for xb, yb in batches:
         correct += int((model(xb).argmax(1) == yb).sum())

@@ -10,6 +10,8 @@ from kdflow.tasks.base import Task
 class Embedding(Task):
     name = "embedding"
     target = "embedding"
+    # a sentence encoder is judged by cosine to the teacher and a linear probe, not by class accuracy
+    stages = {"evaluate": "kdflow.evaluation.embedding:run"}
 
     def store_meta(self, spec: dict) -> dict:
         return {"target": "embedding", "embedding_dim": spec["embedding_dim"]}

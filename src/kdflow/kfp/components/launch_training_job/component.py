@@ -9,8 +9,9 @@ from kdflow.kfp.image import COMPONENT
 
 @dsl.component(**COMPONENT)
 def launch_training_job(params: Input[Artifact], overrides: dict, settings: str, image: str, data: Input[Dataset],
-                        model: Output[Model]):
-    """kdflow.kfp.jobs.launch; `settings` is the `kubeflow` params section as JSON."""
+                        model: Output[Model], run_id: str = ""):
+    """kdflow.kfp.jobs.launch; `settings` is the `kubeflow` params section as JSON, `run_id` the KFP run
+    (the job and its checkpoints are named after it, so a retried step resumes)."""
     from kdflow.kfp.jobs import launch
 
-    launch(params.path, overrides, settings, image, data.path, model.path)
+    launch(params.path, overrides, settings, image, data.path, model.path, run_id)
