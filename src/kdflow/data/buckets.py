@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kdflow.data.module import EpochBatches
+from kdflow.data.samplers import EpochBatches
 
 WINDOW = 50  # batches per sorted window: long enough to group lengths, short enough to stay random
 

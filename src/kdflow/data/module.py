@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
+from kdflow.data.buckets import LengthBuckets
 from kdflow.data.reader import open_dataset
 from kdflow.data.samplers import EpochBatches, MixedBatches, group_size
 
@@ -56,9 +57,7 @@ class KDDataModule(L.LightningDataModule):
         if len(names) == 2 and self.labeled_fraction is not None:
             n_lab = len(self.reader.ids("train"))
             sampler = MixedBatches(n_lab, len(ds) - n_lab, self.batch_size, self.labeled_fraction, self.seed)
-        elif self.info.get("modality") == "text":  # samples of similar length per batch: less padding
-            from kdflow.data.buckets import LengthBuckets
-
+        elif self.reader.layout.name == "tokens":  # samples of similar length per batch: less padding
             sampler = LengthBuckets(np.diff(ds.offsets), self.batch_size, self.seed, drop_last=len(ds) > self.batch_size)
         else:
             group = 1
