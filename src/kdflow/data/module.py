@@ -58,7 +58,8 @@ class KDDataModule(L.LightningDataModule):
             n_lab = len(self.reader.ids("train"))
             sampler = MixedBatches(n_lab, len(ds) - n_lab, self.batch_size, self.labeled_fraction, self.seed)
         elif self.reader.layout.name == "tokens":  # samples of similar length per batch: less padding
-            sampler = LengthBuckets(np.diff(ds.offsets), self.batch_size, self.seed, drop_last=len(ds) > self.batch_size)
+            sampler = LengthBuckets(np.diff(ds.offsets), self.batch_size, self.seed,
+                                    drop_last=len(ds) > self.batch_size)
         else:
             group = 1
             if self.reader.layout.groupable:  # text (padded per batch) and streamed batches stay one per item
