@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kdflow.errors import KdflowError
-from kdflow.lit.modules import DistillModule
+from kdflow.lit.distill import DistillModule
 from kdflow.models import build_model
 from kdflow.soft_target_store import lookup_table, read_store, write_store
 from kdflow.stages import combine_teachers
@@ -72,6 +72,28 @@ def test_distill_module_averages_teacher_probabilities_with_weights():
     assert p[0].tolist() == pytest.approx([11 / 16, 5 / 16], abs=1e-6)
     with pytest.raises(KdflowError, match="ensemble.weights has 3 entries but the soft targets hold 2"):
         DistillModule(build_model(spec), cfg, table=table, teacher_weights=[1.0, 1.0, 1.0])
+
+
+def test_combine_params_reach_the_combiner(monkeypatch):
+    """ensemble.combine_params is validated at load and handed to the combiner (it was validated and dropped)."""
+    import dataclasses
+
+    from kdflow.losses import COMBINERS
+
+    seen = []
+    real = COMBINERS["mean_prob"]
+
+    def spy(teachers, temperature, weights=None, params=None):
+        seen.append(params)
+        return real.fn(teachers, temperature, weights, params)
+
+    monkeypatch.setitem(COMBINERS, "mean_prob", dataclasses.replace(real, fn=spy))
+    spec = {"input_shape": [1, 4], "num_classes": 2, "mean": [0.0], "std": [1.0], "name": "mlp",
+            "kwargs": {"hidden": [4]}}
+    m = DistillModule(build_model(spec), tiny_cfg().distill, table=torch.zeros(1, 2, 2), combine="mean_prob",
+                      combine_params={})
+    m.teacher_logits(torch.zeros(1, 1, 4), torch.tensor([0]))
+    assert len(seen) == 1 and isinstance(seen[0], real.params)
 
 
 def test_member_params_and_reserved_names():
