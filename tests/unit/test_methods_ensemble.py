@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kdflow.errors import KdflowError
-from kdflow.lit.modules import DistillModule
+from kdflow.lit.distill import DistillModule
 from kdflow.models import build_model
 from kdflow.soft_target_store import lookup_table, read_store, write_store
 from kdflow.stages import combine_teachers

@@ -6,7 +6,7 @@ import torch
 
 from kdflow.data.module import KDDataModule
 from kdflow.errors import KdflowError
-from kdflow.lit.modules import DistillModule
+from kdflow.lit.distill import DistillModule
 from kdflow.models import build_model
 from tests.helpers import tiny_cfg
 

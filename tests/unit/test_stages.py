@@ -98,7 +98,7 @@ def test_register_sets_aliases_and_gates_on_retention(pipeline, tmp_path):
 
 def test_distill_online_equals_offline_without_augmentation(pipeline, prepared):
     """The online teacher reproduces the cached logits, so the loss matches (float16 storage aside)."""
-    from kdflow.lit.modules import DistillModule
+    from kdflow.lit.distill import DistillModule
     from kdflow.models import build_model
     from kdflow.soft_target_store import lookup_table
 

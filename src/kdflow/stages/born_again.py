@@ -24,7 +24,7 @@ from kdflow.data.reader import for_student, has_split, load_info, load_split
 from kdflow.data.tokenized import is_text
 from kdflow.errors import KdflowError
 from kdflow.io import atomic_dir, sha256_file, write_json
-from kdflow.lit.modules import DistillModule
+from kdflow.lit.distill import DistillModule
 from kdflow.models import build_model, load_model
 from kdflow.stages.common import check_classes, need, seed_all, train_and_save
 from kdflow.stages.soft_targets import teacher_logits

@@ -19,7 +19,7 @@ from kdflow.config import Params
 from kdflow.data.reader import for_student, has_split, load_info, open_dataset, split_ids
 from kdflow.errors import KdflowError
 from kdflow.io import read_json, sha256_file
-from kdflow.lit.modules import DistillModule
+from kdflow.lit.distill import DistillModule
 from kdflow.models import build_model, load_model
 from kdflow.soft_target_store import MANIFEST, MappedTable, count_missing, lookup_table
 from kdflow.stages.common import check_classes, check_task, initial_model, need, seed_all, train_and_save

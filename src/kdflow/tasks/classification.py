@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdflow.lit.modules import DistillModule
+from kdflow.lit.distill import DistillModule
 from kdflow.tasks.base import Task
 
 

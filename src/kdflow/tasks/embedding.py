@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kdflow.errors import KdflowError
-from kdflow.lit.modules import EmbeddingDistillModule
+from kdflow.lit.distill import EmbeddingDistillModule
 from kdflow.tasks.base import Task
 
 
