@@ -63,6 +63,9 @@ def register_dir(name: str, directory: Path, tags: dict[str, str] | None = None)
     from kdflow import tracking
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
+    # the fluent API caches the active experiment's id across stores: an id of an earlier test's store would
+    # not exist in this one ("No Experiment with id=3 exists"), so name the experiment in this store
+    mlflow.set_experiment("kdflow-tests")
     with mlflow.start_run(run_name=f"register-{directory.name}") as run:
         mlflow.log_artifacts(str(directory), "model/extra_files")
     c = tracking.client()

@@ -1,6 +1,9 @@
-"""The distillation LightningModules: a student trained on hard labels and a teacher's outputs (losses from
-`kdflow.losses`, combined teachers, feature terms), and its sentence-encoder variant. Apart from
-`kdflow.lit.modules` (the classifier every stage trains) so that only distilling stages depend on the losses."""
+"""Distillation LightningModules: the student learns from hard labels and the teacher's signal.
+
+Kept apart from `kdflow.lit.modules` (the plain classifier) so the stages that train on labels alone
+(teacher, baseline, fine-tune) do not import the loss registry: editing a loss reruns only distill and
+what follows it under `dvc repro`.
+"""
 
 from __future__ import annotations
 
