@@ -1,5 +1,7 @@
 """Shared test helpers: the tiny profile as a dict or a validated config."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -7,6 +9,12 @@ import yaml
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
 TINY = TESTS / "params-tiny.yaml"
+
+
+def fresh_python(code: str) -> None:
+    """Run `code` in a new interpreter (what it imports is then its own doing); fail with its stderr."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
 
 
 def repo_copy(tmp_path: Path, items: tuple[str, ...]) -> tuple[Path, dict]:

@@ -1,10 +1,8 @@
 """kdflow.config is a leaf (issue 23): importing it imports no torch, loss, model or kfp module, so the
 code deps dvc.yaml computes for `prepare` hold no loss or model file."""
 
-import subprocess
-import sys
-
 from kdflow.stages import dvc_yaml
+from tests.helpers import fresh_python
 
 
 def test_importing_config_imports_no_torch_and_no_registry():
@@ -12,8 +10,7 @@ def test_importing_config_imports_no_torch_and_no_registry():
             "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith(("
             "'kdflow.losses', 'kdflow.models', 'kdflow.kfp', 'kdflow.data', 'kdflow.lit', 'kdflow.stages')))\n"
             "assert not bad, bad")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    fresh_python(code)
 
 
 def test_prepare_code_deps_hold_no_loss_model_or_kfp_file():

@@ -2,8 +2,6 @@
 run parameters applied by resolve_params, the params file every step reads, KFP's number handling
 of struct overrides undone, and per-stage placement merged over the defaults."""
 
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -12,7 +10,7 @@ from kdflow.config import validate
 from kdflow.errors import KdflowError
 from kdflow.kfp.params import check_imports, read, resolve, restore_ints, split, stage_params, typed_defaults, write
 from kdflow.kfp.schema import Kubeflow
-from tests.helpers import tiny_dict
+from tests.helpers import fresh_python, tiny_dict
 
 
 def as_kfp_struct(value):
@@ -66,8 +64,7 @@ def test_schema_imports_without_kfp_and_config_does_not_import_it():
             "assert not [m for m in sys.modules if m.startswith('kdflow.kfp')]\n"
             "import kdflow.kfp.schema, kdflow.kfp.params\n"
             "assert kdflow.config.Params.model_fields['kubeflow'].annotation == dict[str, typing.Any]")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    fresh_python(code)
 
 
 def test_restore_ints_keeps_real_floats():

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from kdflow import tasks
@@ -13,6 +10,7 @@ from kdflow.errors import KdflowError
 from kdflow.stages import registry
 from kdflow.tasks.base import Task
 from kdflow.tasks.names import TASKS
+from tests.helpers import fresh_python
 
 
 def test_every_declared_task_loads_and_names_itself():
@@ -30,9 +28,7 @@ def test_config_task_names_come_from_the_declaration():
 
 
 def test_tasks_names_import_no_torch():
-    code = "import kdflow.tasks.names, kdflow.tasks, sys; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    fresh_python("import kdflow.tasks.names, kdflow.tasks, sys; assert 'torch' not in sys.modules")
 
 
 def test_run_stage_calls_the_tasks_own_function(monkeypatch, tmp_path):

@@ -9,6 +9,7 @@ A new layout is one `Layout` subclass registered under its `dataset.json` layout
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -55,7 +56,7 @@ def batches(ds: Dataset, sampler: Sampler, num_workers: int = 0) -> DataLoader:
                       persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(0))
 
 
-class Layout:
+class Layout(ABC):
     """How one dataset's splits are stored. Subclasses answer for one `dataset.json` layout."""
 
     name: ClassVar[str]
@@ -77,13 +78,13 @@ class Layout:
             raise KdflowError(f"dataset split not found: {path}")
         return path
 
+    @abstractmethod
     def arrays(self, split: str) -> dict[str, np.ndarray]:
         """A whole split in memory (x, y, id), eval view."""
-        raise NotImplementedError
 
+    @abstractmethod
     def dataset(self, splits: list[str], policy: str, seed: int) -> Dataset:
         """The concatenated splits as a Dataset indexed by a list of positions (one batch per item)."""
-        raise NotImplementedError
 
     def loader(self, ds: Dataset, sampler: Sampler, num_workers: int) -> DataLoader:
         return batches(ds, sampler, num_workers)

@@ -29,10 +29,11 @@ def offline_table(data: Path, store: Path, info: dict, use_transfer: bool) -> tu
     """The store as an id-indexed table, checked against the dataset's coverage (its fit to the student is the
     task's `check_signal`): dense in RAM for an in-memory dataset, memory-mapped from disk for a streaming one."""
     manifest = read_json(Path(store) / MANIFEST, "soft-target manifest")
-    table = MappedTable(store) if open_dataset(data).streaming else lookup_table(store)
-    needed = ["train", "val"] + (["transfer"] if use_transfer and has_split(data, "transfer") else [])
+    reader = open_dataset(data)
+    table = MappedTable(store) if reader.streaming else lookup_table(store)
+    needed = ["train", "val"] + (["transfer"] if use_transfer and reader.has("transfer") else [])
     for split in needed:
-        missing = count_missing(table, split_ids(data, split))
+        missing = count_missing(table, reader.ids(split))
         if missing:
             raise KdflowError(f"soft targets {store} miss {missing} samples of the {split} split: "
                               "regenerate them for this dataset")

@@ -38,13 +38,14 @@ class Task:
         """Extra soft-target manifest fields for a teacher of this task."""
         return {}
 
-    def check_signal(self, manifest: dict | None, spec: dict, info: dict) -> None:
-        """A cached or online teacher signal fits the student (class count, width)."""
-        if manifest is not None and manifest.get("target", "logits") != self.target:
-            raise KdflowError(f"soft targets hold {manifest.get('target')} but task {self.name} distills from "
+    def check_signal(self, signal: dict, spec: dict, info: dict) -> None:
+        """The teacher signal (a store's manifest, or what an online teacher's spec would store) fits the
+        student: its kind and class count."""
+        if signal.get("target", "logits") != self.target:
+            raise KdflowError(f"soft targets hold {signal.get('target')} but task {self.name} distills from "
                               f"{self.target}: regenerate them with this task's teacher")
-        if manifest is not None and manifest["num_classes"] != info["num_classes"]:
-            raise KdflowError(f"soft targets have {manifest['num_classes']} classes but the dataset has "
+        if signal["num_classes"] != info["num_classes"]:
+            raise KdflowError(f"soft targets have {signal['num_classes']} classes but the dataset has "
                               f"{info['num_classes']}: teacher/student class-count mismatch")
 
     def distill_module(self) -> type:

@@ -16,9 +16,9 @@ class Embedding(Task):
     def store_meta(self, spec: dict) -> dict:
         return {"target": "embedding", "embedding_dim": spec["embedding_dim"]}
 
-    def check_signal(self, manifest: dict | None, spec: dict, info: dict) -> None:
-        width = (manifest or {}).get("embedding_dim", spec.get("teacher_embedding_dim"))
-        if manifest is not None and manifest.get("target") != "embedding" or width != spec["embedding_dim"]:
+    def check_signal(self, signal: dict, spec: dict, info: dict) -> None:
+        width = signal.get("embedding_dim")
+        if signal.get("target") != "embedding" or width != spec["embedding_dim"]:
             raise KdflowError(f"the student outputs {spec['embedding_dim']}-d embeddings but the teacher signal is "
                               + (f"{width}-d embeddings" if width else "logits (not a sentence encoder's)")
                               + ": set student.model.kwargs.dim to the teacher's width")
